@@ -1,0 +1,69 @@
+/*
+ * rpc: the contract between the gRPC transport (grpc.c) and the services
+ * (svc_*.c).
+ *
+ * The transport owns every struct rpc_call: it routes the request path
+ * through rpc_method_find(), reassembles length-prefixed messages (checking
+ * each length against the receive limit before allocating anything) and hands
+ * each complete message to method->on_message.  A service answers, now or
+ * later, with rpc_call_send() and ends the call with rpc_call_finish().
+ *
+ * Lifetime: a call lives until it is finished AND released.  A service that
+ * answers asynchronously takes rpc_call_hold() before returning and calls
+ * rpc_call_release() when its async work completes.  If the client resets the
+ * stream, the connection drops or the grpc-timeout deadline passes first, the
+ * transport marks the call gone (and answers DEADLINE_EXCEEDED itself on a
+ * deadline); sends and finishes on a gone call are harmless no-ops.
+ */
+#ifndef RAFTKV_RPC_H
+#define RAFTKV_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "lib/err.h"
+
+struct server;
+struct rpc_call;
+
+enum rpc_kind {
+	RPC_UNARY,         /* one request, one response */
+	RPC_SERVER_STREAM, /* one request, many responses (Snapshot) */
+	RPC_BIDI_STREAM,   /* many requests, many responses (Watch, LeaseKeepAlive) */
+};
+
+struct rpc_method {
+	const char *path; /* "/etcdserverpb.KV/Range" */
+	enum rpc_kind kind;
+	/* Once per complete request message; msg is valid only during the call. */
+	void (*on_message)(struct rpc_call *call, const uint8_t *msg, size_t len);
+	/* Optional: the client half-closed a streaming call (no more messages). */
+	void (*on_half_close)(struct rpc_call *call);
+	/* Optional: the call is gone (reset, connection closed, finished); free
+	 * per-call service state here.  Called exactly once. */
+	void (*on_close)(struct rpc_call *call);
+};
+
+/* The service table (rpc.c): NULL when the path names no method we serve.
+ * *service_known tells UNIMPLEMENTED "unknown method" from "unknown service". */
+const struct rpc_method *rpc_method_find(const char *path, size_t len, bool *service_known);
+
+/* --- implemented by the transport (grpc.c) ----------------------------- */
+struct server *rpc_call_server(const struct rpc_call *call);
+void *rpc_call_data(const struct rpc_call *call);
+void rpc_call_set_data(struct rpc_call *call, void *data);
+/* Request metadata (lower-case name, e.g. "token", "hasleader"); NULL if absent. */
+const char *rpc_call_header(const struct rpc_call *call, const char *name);
+bool rpc_call_gone(const struct rpc_call *call);
+void rpc_call_hold(struct rpc_call *call);
+void rpc_call_release(struct rpc_call *call);
+/* Packs msg and queues it as one gRPC message (response HEADERS go first). */
+int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg);
+/* Ends the call: err 0 is grpc-status 0, otherwise a KV_E* code mapped
+ * through err.h.  Trailers-only when nothing was sent. Idempotent. */
+int rpc_call_finish(struct rpc_call *call, int err);
+int rpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message);
+
+#endif

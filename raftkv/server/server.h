@@ -1,0 +1,44 @@
+/*
+ * server: the one object that ties a raftkv member together.
+ *
+ * Data path (all on one libuv loop):
+ *   listener ─► grpc (nghttp2) / http1 ─► rpc method table ─► svc_* handlers
+ *   write: svc ─► prop (batch into one entry) ─► node (libraft) ─► fsm apply
+ *          ─► kvs/mvcc ─► prop completes the waiting call ─► response
+ *   linearizable read: svc ─► prop_read (one raft barrier for many reads)
+ *          ─► kvs_range ─► response
+ * main.c owns a struct server and initialises the modules in this order:
+ * config, mvcc, fsm, node, prop, listener.
+ */
+#ifndef RAFTKV_SERVER_H
+#define RAFTKV_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "server/config.h"
+#include "server/node.h"
+#include "server/prop.h"
+
+struct mvcc;
+struct listener;
+
+#define RAFTKV_VERSION "0.1.0"
+/* What we report as etcd's version: clients (and kube-apiserver) parse it. */
+#define RAFTKV_ETCD_VERSION "3.4.23"
+#define RAFTKV_ETCD_CLUSTER_VERSION "3.4.0"
+
+struct server {
+	uv_loop_t *loop;
+	struct config *cfg;
+	uint64_t cluster_id;
+	uint64_t member_id; /* also our raft server id */
+	struct mvcc *mvcc;
+	struct node node;
+	struct prop prop;
+	struct listener *listener;
+	bool stopping;
+};
+
+#endif
