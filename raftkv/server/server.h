@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "server/config.h"
+#include "server/kvs.h"
 #include "server/node.h"
 #include "server/prop.h"
 
@@ -35,6 +36,7 @@ struct server {
 	uint64_t cluster_id;
 	uint64_t member_id; /* also our raft server id */
 	struct mvcc *mvcc;
+	struct kvs kvs; /* request semantics over mvcc */
 	struct node node;
 	struct prop prop;
 	struct listener *listener;
