@@ -15,6 +15,7 @@
 #ifndef RAFTKV_KVS_H
 #define RAFTKV_KVS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lib/arena.h"
@@ -40,6 +41,16 @@ int kvs_check_put(const struct kvs *k, const Etcdserverpb__PutRequest *r);
 int kvs_check_delete_range(const struct kvs *k, const Etcdserverpb__DeleteRangeRequest *r);
 int kvs_check_txn(const struct kvs *k, const Etcdserverpb__TxnRequest *r);
 int kvs_check_compact(const struct kvs *k, const Etcdserverpb__CompactionRequest *r);
+
+/* Nesting limit of Txn inside Txn (etcd's --max-txn-ops bounds it lower). */
+#define KVS_MAX_TXN_DEPTH 256
+
+/* Scans a serialized TxnRequest without decoding it: protobuf-c unpacks
+ * nested messages recursively, so a small request nested thousands deep
+ * overflows the stack.  Call before etcdserverpb__txn_request__unpack.
+ * Returns 0, -KV_ETOOMANYOPS (nested deeper than KVS_MAX_TXN_DEPTH) or
+ * -KV_EMALFORMED (not a valid protobuf encoding). */
+int kvs_check_txn_wire(const uint8_t *data, size_t len);
 
 int kvs_range(struct kvs *k, const Etcdserverpb__RangeRequest *r, struct arena *a,
 	      Etcdserverpb__RangeResponse *out);

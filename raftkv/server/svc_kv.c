@@ -266,9 +266,17 @@ static int svc_txn_serializable(const Etcdserverpb__TxnRequest *t)
 void svc_kv_txn(struct rpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
-	struct svc_read *r = svc_read_new(call, &etcdserverpb__txn_request__descriptor, msg, len);
+	struct svc_read *r;
 	Etcdserverpb__TxnRequest *req;
 	int rv;
+	/* protobuf-c recurses once per nesting level: refuse deep nesting
+	 * before unpacking, or a small request could overflow the stack. */
+	rv = kvs_check_txn_wire(msg, len);
+	if (rv) {
+		rpc_call_finish(call, rv);
+		return;
+	}
+	r = svc_read_new(call, &etcdserverpb__txn_request__descriptor, msg, len);
 	if (!r) {
 		rpc_call_finish(call, -KV_ENOMEM);
 		return;

@@ -1,0 +1,715 @@
+/*
+ * Unit tests for mvcc: revisions, versions, tombstones, historical reads,
+ * range forms, compaction, hashing, the observer, and the snapshot codec
+ * (round trip, truncation and thousands of random mutations).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "lib/err.h"
+#include "server/mvcc.h"
+
+#define S(x) (const uint8_t *)(x), strlen(x)
+
+static void put(struct mvcc *m, const char *k, const char *v)
+{
+	assert_int_equal(mvcc_put(m, S(k), S(v), 0), 0);
+}
+
+static int64_t del(struct mvcc *m, const char *k, const char *end)
+{
+	int64_t n = -1;
+	assert_int_equal(mvcc_delete_range(m, S(k), (const uint8_t *)end, end ? strlen(end) : 0, &n), 0);
+	return n;
+}
+
+/* The value of k at rev as a NUL-terminated string in buf, or NULL. */
+static const char *get_at(struct mvcc *m, const char *k, int64_t rev, struct mvcc_kv *out)
+{
+	static char buf[256];
+	struct mvcc_iter it;
+	struct mvcc_kv kv;
+	assert_int_equal(mvcc_iter_init(&it, m, S(k), NULL, 0, rev), 0);
+	if (!mvcc_iter_next(&it, &kv))
+		return NULL;
+	assert_true(kv.value_len < sizeof(buf));
+	memcpy(buf, kv.value, kv.value_len);
+	buf[kv.value_len] = 0;
+	if (out != NULL)
+		*out = kv;
+	return buf;
+}
+
+/* Keys in a range at rev, joined with ',' ("" when empty). */
+static const char *keys_in(struct mvcc *m, const char *k, size_t klen, const char *end, size_t elen,
+			   int64_t rev)
+{
+	static char buf[1024];
+	struct mvcc_iter it;
+	struct mvcc_kv kv;
+	size_t o = 0;
+	assert_int_equal(mvcc_iter_init(&it, m, (const uint8_t *)k, klen, (const uint8_t *)end, elen, rev), 0);
+	buf[0] = 0;
+	while (mvcc_iter_next(&it, &kv)) {
+		if (o)
+			buf[o++] = ',';
+		for (size_t i = 0; i < kv.key_len; i++)
+			buf[o++] = kv.key[i] ? (char)kv.key[i] : '0';
+	}
+	buf[o] = 0;
+	return buf;
+}
+
+/* An empty store is at revision 1 and was never compacted. */
+static void test_empty(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct mvcc_kv kv;
+	(void)state;
+	assert_int_equal(mvcc_rev(m), 1);
+	assert_int_equal(mvcc_compact_rev(m), -1);
+	assert_int_equal(mvcc_bytes(m), 0);
+	assert_false(mvcc_get(m, S("a"), &kv));
+	assert_string_equal(keys_in(m, "\0", 1, "\0", 1, 0), "");
+	assert_int_equal(del(m, "a", NULL), 0);
+	assert_int_equal(mvcc_rev(m), 1);
+	assert_int_equal(mvcc_put(m, (const uint8_t *)"", 0, S("x"), 0), -KV_EINVAL);
+	mvcc_free(m);
+}
+
+/* The first put gets revision 2; version counts puts; create stays. */
+static void test_put_revisions(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct mvcc_kv kv;
+	(void)state;
+	put(m, "a", "1");
+	assert_int_equal(mvcc_rev(m), 2);
+	assert_true(mvcc_get(m, S("a"), &kv));
+	assert_int_equal(kv.create_rev, 2);
+	assert_int_equal(kv.mod_rev, 2);
+	assert_int_equal(kv.version, 1);
+	put(m, "a", "2");
+	put(m, "b", "x");
+	assert_int_equal(mvcc_rev(m), 4);
+	assert_true(mvcc_get(m, S("a"), &kv));
+	assert_int_equal(kv.create_rev, 2);
+	assert_int_equal(kv.mod_rev, 3);
+	assert_int_equal(kv.version, 2);
+	assert_int_equal(kv.value_len, 1);
+	assert_memory_equal(kv.value, "2", 1);
+	assert_int_equal(mvcc_put(m, S("l"), S("v"), 77), 0);
+	assert_true(mvcc_get(m, S("l"), &kv));
+	assert_int_equal(kv.lease, 77);
+	assert_int_equal(mvcc_live_keys(m), 3);
+	assert_true(mvcc_bytes(m) > 0);
+	mvcc_free(m);
+}
+
+/* A delete leaves a tombstone; a later put starts a new generation. */
+static void test_delete_resets_version(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct mvcc_kv kv;
+	(void)state;
+	put(m, "a", "1");
+	put(m, "a", "2");
+	assert_int_equal(del(m, "a", NULL), 1);
+	assert_int_equal(mvcc_rev(m), 4);
+	assert_false(mvcc_get(m, S("a"), &kv));
+	assert_int_equal(mvcc_live_keys(m), 0);
+	assert_int_equal(del(m, "a", NULL), 0);
+	assert_int_equal(mvcc_rev(m), 4);
+	put(m, "a", "3");
+	assert_true(mvcc_get(m, S("a"), &kv));
+	assert_int_equal(kv.create_rev, 5);
+	assert_int_equal(kv.version, 1);
+	assert_int_equal(mvcc_live_keys(m), 1);
+	mvcc_free(m);
+}
+
+/* Old revisions stay readable; future revisions are refused. */
+static void test_historical_reads(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct mvcc_iter it;
+	struct mvcc_kv kv;
+	(void)state;
+	put(m, "a", "1"); /* 2 */
+	put(m, "b", "1"); /* 3 */
+	put(m, "a", "2"); /* 4 */
+	del(m, "a", NULL); /* 5 */
+	put(m, "a", "3"); /* 6 */
+	assert_null(get_at(m, "a", 1, NULL));
+	assert_string_equal(get_at(m, "a", 2, &kv), "1");
+	assert_int_equal(kv.version, 1);
+	assert_string_equal(get_at(m, "a", 3, NULL), "1");
+	assert_string_equal(get_at(m, "a", 4, &kv), "2");
+	assert_int_equal(kv.version, 2);
+	assert_int_equal(kv.create_rev, 2);
+	assert_null(get_at(m, "a", 5, NULL));
+	assert_string_equal(get_at(m, "a", 6, &kv), "3");
+	assert_int_equal(kv.create_rev, 6);
+	assert_string_equal(get_at(m, "a", 0, NULL), "3");
+	assert_string_equal(get_at(m, "a", -3, NULL), "3");
+	assert_int_equal(mvcc_iter_init(&it, m, S("a"), NULL, 0, 7), -KV_EFUTUREREV);
+	assert_string_equal(keys_in(m, "a", 1, "\0", 1, 5), "b");
+	assert_string_equal(keys_in(m, "a", 1, "\0", 1, 4), "a,b");
+	mvcc_free(m);
+}
+
+/* Single key, [key, end), from key ("\0"), everything, empty ranges. */
+static void test_range_forms(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	(void)state;
+	put(m, "a", "");
+	put(m, "ab", "");
+	put(m, "b", "");
+	put(m, "c", "");
+	assert_int_equal(mvcc_put(m, (const uint8_t *)"\0", 1, S("z"), 0), 0);
+	assert_int_equal(mvcc_put(m, (const uint8_t *)"\xff\xff", 2, S("z"), 0), 0);
+	assert_string_equal(keys_in(m, "a", 1, NULL, 0, 0), "a");
+	assert_string_equal(keys_in(m, "aa", 2, NULL, 0, 0), "");
+	assert_string_equal(keys_in(m, "a", 1, "b", 1, 0), "a,ab");
+	assert_string_equal(keys_in(m, "a", 1, "c", 1, 0), "a,ab,b");
+	assert_string_equal(keys_in(m, "ab", 2, "\0", 1, 0), "ab,b,c,\xff\xff");
+	assert_string_equal(keys_in(m, "\0", 1, "\0", 1, 0), "0,a,ab,b,c,\xff\xff");
+	assert_string_equal(keys_in(m, "\0", 1, NULL, 0, 0), "0");
+	assert_string_equal(keys_in(m, "c", 1, "a", 1, 0), "");
+	assert_string_equal(keys_in(m, "b", 1, "b", 1, 0), "");
+	assert_string_equal(keys_in(m, "a", 1, "a\0", 2, 0), "a");
+	del(m, "a", "b");
+	assert_string_equal(keys_in(m, "\0", 1, "\0", 1, 0), "0,b,c,\xff\xff");
+	mvcc_free(m);
+}
+
+/* All writes of a txn share one revision; a txn without changes does not
+ * bump it; reads inside the txn see its earlier writes. */
+static void test_txn_revision(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct mvcc_kv kv;
+	(void)state;
+	put(m, "c", "1"); /* 2 */
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_read_rev(m), 2);
+	assert_int_equal(del(m, "zz", NULL), 0);
+	assert_int_equal(mvcc_read_rev(m), 2);
+	put(m, "a", "1");
+	assert_int_equal(mvcc_read_rev(m), 3);
+	assert_int_equal(mvcc_rev(m), 2);
+	put(m, "b", "1");
+	assert_int_equal(del(m, "c", NULL), 1);
+	assert_int_equal(del(m, "b", NULL), 1);
+	assert_string_equal(keys_in(m, "\0", 1, "\0", 1, 0), "a");
+	assert_int_equal(mvcc_txn_end(m), 3);
+	assert_true(mvcc_get(m, S("a"), &kv));
+	assert_int_equal(kv.mod_rev, 3);
+	assert_false(mvcc_get(m, S("b"), &kv));
+	assert_null(get_at(m, "b", 3, NULL));
+	assert_string_equal(get_at(m, "c", 2, NULL), "1");
+	mvcc_txn_begin(m);
+	assert_int_equal(mvcc_txn_end(m), 3);
+	/* a key written and then deleted in one txn can be recreated */
+	put(m, "b", "2");
+	assert_true(mvcc_get(m, S("b"), &kv));
+	assert_int_equal(kv.version, 1);
+	assert_int_equal(kv.create_rev, 4);
+	mvcc_free(m);
+}
+
+/* Compaction keeps the latest revision <= C of each key (unless it is a
+ * tombstone) and everything newer; reads below C fail. */
+static void test_compaction(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct mvcc_iter it;
+	struct mvcc_kv kv;
+	uint64_t before;
+	(void)state;
+	put(m, "a", "1");  /* 2 */
+	put(m, "a", "2");  /* 3 */
+	put(m, "a", "3");  /* 4 */
+	put(m, "d", "1");  /* 5 */
+	del(m, "d", NULL); /* 6 */
+	put(m, "e", "1");  /* 7 */
+	del(m, "e", NULL); /* 8 */
+	put(m, "e", "2");  /* 9 */
+	put(m, "f", "1");  /* 10 */
+	del(m, "f", NULL); /* 11 */
+	before = mvcc_bytes(m);
+	assert_int_equal(mvcc_compact(m, 12), -KV_EFUTUREREV);
+	assert_int_equal(mvcc_compact(m, 8), 0);
+	assert_int_equal(mvcc_compact_rev(m), 8);
+	assert_true(mvcc_bytes(m) < before);
+	assert_int_equal(mvcc_compact(m, 8), -KV_ECOMPACTED);
+	assert_int_equal(mvcc_compact(m, 5), -KV_ECOMPACTED);
+	assert_int_equal(mvcc_iter_init(&it, m, S("a"), NULL, 0, 7), -KV_ECOMPACTED);
+	/* rev == compact rev stays readable, as in etcd */
+	assert_string_equal(get_at(m, "a", 8, &kv), "3");
+	assert_int_equal(kv.version, 3);
+	assert_int_equal(kv.create_rev, 2);
+	assert_null(get_at(m, "d", 8, NULL));
+	assert_null(get_at(m, "e", 8, NULL));
+	assert_string_equal(get_at(m, "e", 9, &kv), "2");
+	assert_int_equal(kv.create_rev, 9);
+	assert_string_equal(get_at(m, "f", 10, NULL), "1");
+	assert_null(get_at(m, "f", 11, NULL));
+	assert_string_equal(keys_in(m, "\0", 1, "\0", 1, 8), "a");
+	assert_string_equal(keys_in(m, "\0", 1, "\0", 1, 10), "a,e,f");
+	/* compact everything: f's tombstone goes too */
+	assert_int_equal(mvcc_compact(m, 11), 0);
+	assert_string_equal(keys_in(m, "\0", 1, "\0", 1, 11), "a,e");
+	assert_true(mvcc_get(m, S("a"), &kv));
+	assert_int_equal(kv.version, 3);
+	/* writes continue normally after compaction */
+	put(m, "a", "4");
+	assert_true(mvcc_get(m, S("a"), &kv));
+	assert_int_equal(kv.version, 4);
+	assert_int_equal(kv.create_rev, 2);
+	put(m, "d", "new");
+	assert_true(mvcc_get(m, S("d"), &kv));
+	assert_int_equal(kv.version, 1);
+	assert_int_equal(kv.create_rev, 13);
+	mvcc_free(m);
+}
+
+/* Compaction at 0 (and 1) is accepted once on a fresh store, like etcd. */
+static void test_compaction_fresh(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	(void)state;
+	assert_int_equal(mvcc_compact(m, 2), -KV_EFUTUREREV);
+	assert_int_equal(mvcc_compact(m, 0), 0);
+	assert_int_equal(mvcc_compact_rev(m), 0);
+	assert_int_equal(mvcc_compact(m, 0), -KV_ECOMPACTED);
+	assert_int_equal(mvcc_compact(m, 1), 0);
+	assert_int_equal(mvcc_compact(m, 1), -KV_ECOMPACTED);
+	put(m, "a", "1");
+	assert_int_equal(mvcc_compact(m, 2), 0);
+	assert_string_equal(get_at(m, "a", 2, NULL), "1");
+	mvcc_free(m);
+}
+
+/* Many revisions of one key: the history array grows and shrinks. */
+static void test_long_history(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct mvcc_kv kv;
+	char v[16];
+	(void)state;
+	for (int i = 0; i < 1000; i++) {
+		snprintf(v, sizeof(v), "%d", i);
+		put(m, "k", v);
+		if (i % 100 == 99)
+			del(m, "k", NULL);
+	}
+	assert_int_equal(mvcc_rev(m), 1 + 1000 + 10);
+	assert_string_equal(get_at(m, "k", 2, NULL), "0");
+	assert_string_equal(get_at(m, "k", 101, NULL), "99");
+	assert_null(get_at(m, "k", 102, NULL));
+	assert_string_equal(get_at(m, "k", 103, &kv), "100");
+	assert_int_equal(kv.version, 1);
+	assert_int_equal(mvcc_compact(m, 500), 0);
+	assert_int_equal(mvcc_compact(m, 1000), 0);
+	assert_int_equal(mvcc_compact(m, mvcc_rev(m)), 0);
+	assert_false(mvcc_get(m, S("k"), &kv));
+	put(m, "k", "again");
+	assert_true(mvcc_get(m, S("k"), &kv));
+	assert_int_equal(kv.version, 1);
+	mvcc_free(m);
+}
+
+struct obs {
+	int n;
+	char log[1024];
+};
+
+static void observer(void *arg, const struct mvcc_kv *kv, const struct mvcc_kv *prev)
+{
+	struct obs *o = arg;
+	size_t len = strlen(o->log);
+	snprintf(o->log + len, sizeof(o->log) - len, "%s%.*s@%lld/v%lld%s%.*s;",
+		 kv->version ? "PUT " : "DEL ", (int)kv->key_len, (const char *)kv->key,
+		 (long long)kv->mod_rev, (long long)kv->version, prev ? " prev=" : "",
+		 prev ? (int)prev->value_len : 0, prev ? (const char *)prev->value : "");
+	o->n++;
+}
+
+/* The observer sees every change with its previous state. */
+static void test_observer(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	struct obs o = {0};
+	(void)state;
+	mvcc_set_observer(m, observer, &o);
+	put(m, "a", "1");
+	put(m, "a", "2");
+	put(m, "b", "x");
+	del(m, "a", "c");
+	del(m, "a", "c");
+	put(m, "a", "3");
+	assert_int_equal(o.n, 6);
+	assert_string_equal(o.log, "PUT a@2/v1;PUT a@3/v2 prev=1;PUT b@4/v1;DEL a@5/v0 prev=2;"
+				   "DEL b@5/v0 prev=x;PUT a@6/v1;");
+	mvcc_free(m);
+}
+
+static void build_sample(struct mvcc *m)
+{
+	put(m, "a", "1");
+	put(m, "b", "2");
+	put(m, "a", "3");
+	del(m, "b", NULL);
+	put(m, "c", "4");
+	mvcc_txn_begin(m);
+	put(m, "d", "5");
+	del(m, "d", NULL);
+	put(m, "e", "6");
+	mvcc_txn_end(m);
+	assert_int_equal(mvcc_put(m, S("l"), S("leased"), 42), 0);
+}
+
+/* Equal states hash equally; HashKV is stable for a past revision and
+ * reports etcd's errors. */
+static void test_hash(void **state)
+{
+	struct mvcc *m1 = mvcc_new(), *m2 = mvcc_new();
+	uint32_t h1, h2, hk1, hk2;
+	int64_t c;
+	(void)state;
+	build_sample(m1);
+	build_sample(m2);
+	assert_int_equal(mvcc_hash(m1, &h1), 0);
+	assert_int_equal(mvcc_hash(m2, &h2), 0);
+	assert_int_equal(h1, h2);
+	assert_int_equal(mvcc_hash_kv(m1, 0, &hk1, &c), 0);
+	assert_int_equal(c, -1);
+	assert_int_equal(mvcc_hash_kv(m1, 5, &hk1, &c), 0);
+	put(m1, "z", "later");
+	assert_int_equal(mvcc_hash_kv(m1, 5, &hk2, &c), 0);
+	assert_int_equal(hk1, hk2);
+	assert_int_equal(mvcc_hash(m1, &h1), 0);
+	assert_int_not_equal(h1, h2);
+	assert_int_equal(mvcc_hash_kv(m1, 0, &hk1, &c), 0);
+	assert_int_equal(mvcc_hash_kv(m1, mvcc_rev(m1), &hk2, &c), 0);
+	assert_int_equal(hk1, hk2);
+	assert_int_equal(mvcc_hash_kv(m1, mvcc_rev(m1) + 1, &hk1, &c), -KV_EFUTUREREV);
+	assert_int_equal(mvcc_compact(m1, 4), 0);
+	assert_int_equal(mvcc_hash_kv(m1, 4, &hk1, &c), -KV_ECOMPACTED);
+	assert_int_equal(c, 4);
+	assert_int_equal(mvcc_hash_kv(m1, 5, &hk1, &c), 0);
+	assert_int_equal(mvcc_compact(m2, 4), 0);
+	put(m2, "z", "later");
+	assert_int_equal(mvcc_hash_kv(m2, 5, &hk2, &c), 0);
+	assert_int_equal(hk1, hk2);
+	assert_int_equal(mvcc_hash(m1, &h1), 0);
+	assert_int_equal(mvcc_hash(m2, &h2), 0);
+	assert_int_equal(h1, h2);
+	/* the known-answer value of CRC-32C */
+	assert_int_equal(mvcc_crc32c(0, "123456789", 9), 0xE3069283u);
+	mvcc_free(m1);
+	mvcc_free(m2);
+}
+
+static void assert_same_store(struct mvcc *a, struct mvcc *b)
+{
+	uint32_t ha, hb;
+	assert_int_equal(mvcc_rev(a), mvcc_rev(b));
+	assert_int_equal(mvcc_compact_rev(a), mvcc_compact_rev(b));
+	assert_int_equal(mvcc_bytes(a), mvcc_bytes(b));
+	assert_int_equal(mvcc_live_keys(a), mvcc_live_keys(b));
+	assert_int_equal(mvcc_hash(a, &ha), 0);
+	assert_int_equal(mvcc_hash(b, &hb), 0);
+	assert_int_equal(ha, hb);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* A store with random history, tombstones, txns and a compaction. */
+static struct mvcc *build_random(int ops)
+{
+	struct mvcc *m = mvcc_new();
+	char k[16], v[64];
+	for (int i = 0; i < ops; i++) {
+		int r = (int)(rng() % 10);
+		snprintf(k, sizeof(k), "k%02d", (int)(rng() % 40));
+		if (r < 6) {
+			int vl = (int)(rng() % 40);
+			memset(v, 'a' + (int)(rng() % 26), (size_t)vl);
+			assert_int_equal(mvcc_put(m, S(k), (const uint8_t *)v, (size_t)vl, (int64_t)(rng() % 3)), 0);
+		} else if (r < 8) {
+			del(m, k, NULL);
+		} else if (r < 9) {
+			char e[16];
+			snprintf(e, sizeof(e), "k%02d", (int)(rng() % 40));
+			mvcc_txn_begin(m);
+			put(m, k, "t");
+			del(m, k, e);
+			put(m, e, "u");
+			mvcc_txn_end(m);
+		} else if (mvcc_rev(m) > 2) {
+			int64_t c = mvcc_compact_rev(m) + 1 + (int64_t)(rng() % 5);
+			if (c <= mvcc_rev(m))
+				assert_int_equal(mvcc_compact(m, c), 0);
+		}
+	}
+	return m;
+}
+
+/* encode → decode → encode gives identical bytes and an equal store. */
+static void test_snapshot_roundtrip(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 20; round++) {
+		struct mvcc *m = build_random(50 + round * 20), *d = mvcc_new();
+		uint8_t *buf, *buf2;
+		size_t len, len2;
+		assert_int_equal(mvcc_encode(m, &buf, &len), 0);
+		assert_int_equal(mvcc_decode(d, buf, len), 0);
+		assert_same_store(m, d);
+		assert_int_equal(mvcc_encode(d, &buf2, &len2), 0);
+		assert_int_equal(len, len2);
+		assert_memory_equal(buf, buf2, len);
+		/* a decoded store keeps working like the original */
+		put(m, "k05", "after");
+		put(d, "k05", "after");
+		assert_same_store(m, d);
+		assert_int_equal(mvcc_decode(d, buf, len), -KV_EINVAL);
+		free(buf);
+		free(buf2);
+		mvcc_free(m);
+		mvcc_free(d);
+	}
+	/* the empty store */
+	struct mvcc *e = mvcc_new(), *d = mvcc_new();
+	uint8_t *buf;
+	size_t len;
+	assert_int_equal(mvcc_encode(e, &buf, &len), 0);
+	assert_int_equal(mvcc_decode(d, buf, len), 0);
+	assert_same_store(e, d);
+	free(buf);
+	mvcc_free(e);
+	mvcc_free(d);
+}
+
+/* Every truncation of a valid image is refused and leaves the store empty. */
+static void test_snapshot_truncated(void **state)
+{
+	struct mvcc *m = build_random(200), *d = mvcc_new();
+	uint8_t *buf;
+	size_t len;
+	(void)state;
+	assert_int_equal(mvcc_encode(m, &buf, &len), 0);
+	for (size_t n = 0; n < len; n++) {
+		uint8_t *copy = malloc(n ? n : 1);
+		memcpy(copy, buf, n);
+		assert_int_equal(mvcc_decode(d, copy, n), -KV_ECORRUPT);
+		assert_int_equal(mvcc_rev(d), 1);
+		assert_int_equal(mvcc_bytes(d), 0);
+		free(copy);
+	}
+	free(buf);
+	mvcc_free(m);
+	mvcc_free(d);
+}
+
+static void fix_crc(uint8_t *p, size_t len)
+{
+	uint32_t c;
+	if (len < 4)
+		return;
+	c = mvcc_crc32c(0, p, len - 4);
+	for (int i = 0; i < 4; i++)
+		p[len - 4 + i] = (uint8_t)(c >> (8 * i));
+}
+
+/*
+ * Random mutations (with the checksum recomputed so the parser itself is
+ * exercised): each decode must fail cleanly or give a store that re-encodes
+ * to exactly the same bytes and stays usable.
+ */
+static void test_snapshot_mutations(void **state)
+{
+	struct mvcc *m = build_random(150);
+	uint8_t *buf;
+	size_t len;
+	int accepted = 0, refused = 0;
+	(void)state;
+	assert_int_equal(mvcc_encode(m, &buf, &len), 0);
+	for (int i = 0; i < 20000; i++) {
+		size_t n = len;
+		uint8_t *copy = malloc(len + 16);
+		struct mvcc *d = mvcc_new();
+		int muts = 1 + (int)(rng() % 4), rv;
+		memcpy(copy, buf, len);
+		for (int j = 0; j < muts; j++) {
+			size_t at = (size_t)(rng() % n);
+			switch (rng() % 6) {
+			case 0:
+				copy[at] ^= (uint8_t)(1u << (rng() % 8));
+				break;
+			case 1:
+				copy[at] = (uint8_t)rng();
+				break;
+			case 2: /* a small integer, to hit length and revision fields */
+				copy[at] = (uint8_t)(rng() % 4);
+				break;
+			case 3: /* a huge little-endian length */
+				if (at + 4 <= n)
+					memset(copy + at, 0xff, 4);
+				break;
+			case 4: /* drop a byte */
+				memmove(copy + at, copy + at + 1, n - at - 1);
+				n--;
+				break;
+			default: /* insert a byte */
+				memmove(copy + at + 1, copy + at, n - at);
+				copy[at] = (uint8_t)rng();
+				n++;
+				break;
+			}
+		}
+		if (rng() % 8 != 0)
+			fix_crc(copy, n);
+		rv = mvcc_decode(d, copy, n);
+		if (rv == 0) {
+			uint8_t *again;
+			size_t alen;
+			struct mvcc_iter it;
+			struct mvcc_kv kv;
+			accepted++;
+			assert_int_equal(mvcc_encode(d, &again, &alen), 0);
+			assert_int_equal(alen, n);
+			assert_memory_equal(again, copy, n);
+			free(again);
+			if (mvcc_iter_init(&it, d, (const uint8_t *)"", 1, (const uint8_t *)"", 1, 0) == 0)
+				while (mvcc_iter_next(&it, &kv))
+					;
+			assert_int_equal(mvcc_put(d, S("k07"), S("x"), 0), 0);
+			del(d, "k1", "k3");
+			assert_int_equal(mvcc_compact(d, mvcc_rev(d)), 0);
+		} else {
+			assert_int_equal(rv, -KV_ECORRUPT);
+			assert_int_equal(mvcc_rev(d), 1);
+			refused++;
+		}
+		mvcc_free(d);
+		free(copy);
+	}
+	print_message("mutations: %d accepted, %d refused\n", accepted, refused);
+	assert_true(refused > 0);
+	free(buf);
+	mvcc_free(m);
+}
+
+/* Garbage of every small size, and huge claimed counts, are refused. */
+static void test_snapshot_garbage(void **state)
+{
+	struct mvcc *d = mvcc_new();
+	uint8_t buf[256];
+	(void)state;
+	for (int i = 0; i < 5000; i++) {
+		size_t n = (size_t)(rng() % sizeof(buf));
+		for (size_t j = 0; j < n; j++)
+			buf[j] = (uint8_t)rng();
+		if (n >= 8 && rng() % 2) {
+			memcpy(buf, "RKVS\1\0\0\0", 8);
+			fix_crc(buf, n);
+		}
+		assert_int_equal(mvcc_decode(d, buf, n), -KV_ECORRUPT);
+	}
+	mvcc_free(d);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* 100,000 keys × 256 B: put, range with limit, encode, decode, compact. */
+static void test_scale(void **state)
+{
+	struct mvcc *m = mvcc_new(), *d = mvcc_new();
+	uint8_t val[256], *buf;
+	char key[32];
+	size_t len;
+	double t0, t_put, t_enc, t_dec, t_range, t_compact;
+	struct mvcc_iter it;
+	struct mvcc_kv kv;
+	int n = 0;
+	(void)state;
+	memset(val, 'v', sizeof(val));
+	t0 = now_ms();
+	for (int i = 0; i < 100000; i++) {
+		snprintf(key, sizeof(key), "/registry/pods/%08d", (int)((i * 7919L) % 100000));
+		assert_int_equal(mvcc_put(m, S(key), val, sizeof(val), 0), 0);
+	}
+	t_put = now_ms() - t0;
+	t0 = now_ms();
+	assert_int_equal(mvcc_iter_init(&it, m, S("/registry/pods/00050000"), (const uint8_t *)"", 1, 0), 0);
+	while (mvcc_iter_next(&it, &kv))
+		n++;
+	t_range = now_ms() - t0;
+	assert_int_equal(n, 50000);
+	t0 = now_ms();
+	assert_int_equal(mvcc_encode(m, &buf, &len), 0);
+	t_enc = now_ms() - t0;
+	t0 = now_ms();
+	assert_int_equal(mvcc_decode(d, buf, len), 0);
+	t_dec = now_ms() - t0;
+	t0 = now_ms();
+	assert_int_equal(mvcc_compact(m, mvcc_rev(m)), 0);
+	t_compact = now_ms() - t0;
+	print_message("100k keys: put %.1f ms, count 50k %.1f ms, encode %.1f ms (%zu B), "
+		      "decode %.1f ms, compact %.1f ms, mvcc_bytes %llu\n",
+		      t_put, t_range, t_enc, len, t_dec, t_compact,
+		      (unsigned long long)mvcc_bytes(m));
+	/* generous bound so sanitizer builds pass; the target is < 100 ms */
+	assert_true(t_enc < 1000);
+	free(buf);
+	mvcc_free(m);
+	mvcc_free(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_put_revisions),
+		cmocka_unit_test(test_delete_resets_version),
+		cmocka_unit_test(test_historical_reads),
+		cmocka_unit_test(test_range_forms),
+		cmocka_unit_test(test_txn_revision),
+		cmocka_unit_test(test_compaction),
+		cmocka_unit_test(test_compaction_fresh),
+		cmocka_unit_test(test_long_history),
+		cmocka_unit_test(test_observer),
+		cmocka_unit_test(test_hash),
+		cmocka_unit_test(test_snapshot_roundtrip),
+		cmocka_unit_test(test_snapshot_truncated),
+		cmocka_unit_test(test_snapshot_mutations),
+		cmocka_unit_test(test_snapshot_garbage),
+		cmocka_unit_test(test_scale),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
