@@ -10,11 +10,15 @@
 #ifndef RAFTKV_FSM_H
 #define RAFTKV_FSM_H
 
+#include <stdint.h>
 #include <raft.h>
 
 struct server;
 
 int fsm_init(struct raft_fsm *fsm, struct server *srv);
 void fsm_close(struct raft_fsm *fsm);
+/* Raft index of the entry being (or last) applied: raft_last_applied() + 1
+ * during apply, since libraft 0.22.1 does not pass the index to the fsm. */
+uint64_t fsm_applied_index(const struct raft_fsm *fsm);
 
 #endif

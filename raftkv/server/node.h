@@ -20,6 +20,7 @@
 
 struct server;
 struct node;
+struct config;
 
 /* err is 0 or -KV_E* (raft errors are mapped: LEADERSHIPLOST →
  * KV_ELEADERCHANGED, NOTLEADER → KV_ENOLEADER, SHUTDOWN → KV_ESTOPPED). */
@@ -40,12 +41,28 @@ struct node {
 	void *impl;
 };
 
+/* The member and cluster ids, etcd's way (sha1 of the sorted peer URLs +
+ * --initial-cluster-token; cluster id = sha1 of the sorted member ids), so
+ * they match what etcd would print for the same flags.  When the data dir
+ * already has an identity file, its ids win and the flags must agree with
+ * them (a data dir of another cluster is refused).  Reads only; call it
+ * before the listeners start.  0 or -KV_E* after logging the reason. */
+int node_identity(const struct config *cfg, uint64_t *cluster_id, uint64_t *member_id);
+
+/* Creates the data dir (0700) and records the identity in it (fills
+ * srv->cluster_id/member_id first if still 0), then sets libraft up. */
 int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm);
 /* Bootstraps when the data dir is new, then starts raft. */
 int node_start(struct node *n);
-/* Takes ownership of data (malloc'd).  The callback runs once: after the
- * entry was applied (err 0), or when it failed. */
+/* Takes ownership of data (malloc'd), also on failure.  On 0 the callback
+ * runs once, later: after the entry was applied (err 0), or when it failed.
+ * On an error return the callback never runs.
+ * libraft's uv backend refuses entries whose length is not a multiple of 8
+ * (and frees them on the way), so the entry is padded: 1 to 8 bytes, the
+ * last holding the pad length.  The fsm strips it with node_entry_len(). */
 int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *arg);
+/* The unpadded length of an applied entry, or -KV_ECORRUPT. */
+int node_entry_len(const void *data, size_t padded_len, size_t *len);
 int node_barrier(struct node *n, node_barrier_cb cb, void *arg);
 void node_close(struct node *n, node_close_cb cb);
 
@@ -55,5 +72,15 @@ uint64_t node_term(const struct node *n);
 uint64_t node_commit_index(const struct node *n);
 uint64_t node_applied_index(const struct node *n);
 uint64_t node_last_index(const struct node *n);
+/* fsm -> node: bytes of each applied entry, and the size of every store
+ * image taken or restored.  Node asks libraft for an early snapshot once the
+ * log since the last one outweighs the state (libraft counts only entries,
+ * and it keeps them all in memory). */
+void node_note_applied(struct node *n, size_t entry_bytes);
+void node_note_snapshot(struct node *n, size_t image_bytes);
+/* First proposal sequence number of this process: the data dir's boot
+ * counter in the high bits, so a command replayed from an earlier run is
+ * never mistaken for one of ours (see prop.c). */
+uint64_t node_seq_base(const struct node *n);
 
 #endif

@@ -22,8 +22,6 @@
 #include "server/cmd.h"
 
 struct server;
-struct prop_pending;
-struct prop_read_wait;
 
 /* resp is valid only during the callback; NULL when err != 0. */
 typedef void (*prop_done_cb)(void *arg, int err, const ProtobufCMessage *resp);
@@ -34,17 +32,21 @@ struct prop {
 	uv_check_t flush;
 	uint64_t next_seq;
 	struct cmd_batch batch;            /* commands not yet handed to raft */
-	struct prop_pending *pending;      /* hash/list of waiting writes (impl-defined) */
-	void *impl;                        /* private state of prop.c */
+	void *impl;                        /* private state of prop.c: the waiting
+					    * writes (a ring by seq) and reads */
 };
 
 int prop_init(struct prop *p, struct server *srv);
 void prop_close(struct prop *p);
 
-/* Copies payload.  0 or -KV_E*: -KV_ENOLEADER when no leader is known,
- * -KV_EREQUESTTOOLARGE above --max-request-bytes. */
+/* Copies payload.  0 or -KV_E*: -KV_ENOLEADER when this member is not the
+ * leader (no forwarding yet), -KV_EREQUESTTOOLARGE above
+ * --max-request-bytes, -KV_ESTOPPED once stopping.  On 0 the callback runs
+ * exactly once, never from inside this prop_submit call (which may run
+ * other calls' callbacks when it flushes a full batch); on an error never. */
 int prop_submit(struct prop *p, enum cmd_type type, const uint8_t *payload, size_t len,
 		prop_done_cb cb, void *arg);
+/* Same contract for the callback; -KV_ENOLEADER when not the leader. */
 int prop_read(struct prop *p, prop_read_cb cb, void *arg);
 
 /* Called by the fsm for each applied command of this member. */

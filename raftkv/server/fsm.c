@@ -1,0 +1,453 @@
+/*
+ * fsm: the libraft state machine (fsm version 2) of raftkv.
+ *
+ * apply: one raft entry is a batch of commands (cmd.h), padded by node to a
+ * multiple of 8 bytes (node_entry_len() strips that).  The entry is first
+ * walked once to check its framing, then each command's payload (the etcd
+ * request protobuf as the client sent it) is decoded into a per-command
+ * arena and applied through kvs to the mvcc store.  Results of this
+ * member's own commands go to prop_complete() at once, while the response
+ * still points into the arena and the store.  Everything here is
+ * deterministic, so every member reaches the same state:
+ *   - a malformed entry (bad framing) is skipped as a whole, loudly: all
+ *     members see the same bytes (libraft checksums its log), so all skip
+ *     it; stopping the state machine instead would stall the cluster for
+ *     good (libraft retries a failed apply forever);
+ *   - a payload that does not decode, or an unknown command type, becomes
+ *     an error result for that command only;
+ *   - request-level failures (compacted, lease not found...) are results,
+ *     never a non-zero return to raft;
+ *   - out of memory inside a write leaves it half applied (mvcc.h): that
+ *     member aborts and rebuilds from snapshot + log on restart rather than
+ *     diverge.
+ * The raft index being applied is raft_last_applied() + 1: libraft applies
+ * entries in order and only advances last_applied after apply returns.
+ *
+ * snapshot / snapshot_finalize: the store's canonical image (mvcc_encode)
+ * compressed as one LZ4 frame with a content checksum, behind our own
+ * header (magic, format version, uncompressed size).  libraft 0.22.1 calls
+ * this inline on the loop and writes the bytes raw, so the encode and the
+ * compression cost loop time (measured in the report, logged each time).
+ *
+ * restore: checks the header, bounds the declared size before allocating,
+ * decompresses, decodes into a fresh store and swaps it in only once it is
+ * whole.  A corrupt or unknown-format snapshot makes restore fail, which
+ * makes raft_start fail: the server refuses to start instead of serving an
+ * empty or partial store.
+ */
+#include "server/fsm.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lz4frame.h>
+#include <uv.h>
+
+#include "lib/arena.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "server/cmd.h"
+#include "server/kvs.h"
+#include "server/mvcc.h"
+#include "server/node.h"
+#include "server/prop.h"
+#include "server/server.h"
+#include "rpc.pb-c.h"
+
+/* Snapshot header: magic | format u32 LE | uncompressed length u64 LE. */
+#define FSM_SNAP_MAGIC "RKVS"
+#define FSM_SNAP_FORMAT 1u
+#define FSM_SNAP_HEADER 16u
+/* LZ4 cannot expand more than 255:1; anything beyond is a lie. */
+#define FSM_SNAP_MAX_RATIO 255u
+#define FSM_SNAP_MAX_RAW (64ull << 30)
+
+struct fsm_state {
+	struct server *srv;
+	uint64_t applied_index;
+};
+
+static void fsm_put_u32(uint8_t *p, uint32_t v)
+{
+	int i;
+	for (i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void fsm_put_u64(uint8_t *p, uint64_t v)
+{
+	int i;
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t fsm_get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t fsm_get_u64(const uint8_t *p)
+{
+	return (uint64_t)fsm_get_u32(p) | (uint64_t)fsm_get_u32(p + 4) << 32;
+}
+
+/* --- apply -------------------------------------------------------------- */
+
+/* The whole entry's framing, before anything of it is applied. */
+static int fsm_check_entry(const struct raft_buffer *buf, size_t len, uint32_t *count)
+{
+	struct cmd_iter it;
+	struct cmd c;
+	int rv;
+	*count = 0;
+	if ((rv = cmd_iter_init(&it, buf->base, len)))
+		return rv;
+	while ((rv = cmd_iter_next(&it, &c)) == 1)
+		(*count)++;
+	return rv;
+}
+
+static void fsm_fatal_nomem(const struct fsm_state *st, const struct cmd *c)
+{
+	/* A write may be half applied: continuing would diverge from the other
+	 * members.  Restarting replays the entry from the log. */
+	LOGE("out of memory while applying raft entry %" PRIu64 " (command type %u): "
+	     "aborting so that the restart rebuilds the store from snapshot and log",
+	     st->applied_index, (unsigned)c->type);
+	abort();
+}
+
+static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
+{
+	struct server *srv = st->srv;
+	ProtobufCAllocator *pa;
+	struct arena a;
+	union {
+		Etcdserverpb__PutResponse put;
+		Etcdserverpb__DeleteRangeResponse del;
+		Etcdserverpb__TxnResponse txn;
+		Etcdserverpb__CompactionResponse compact;
+	} resp;
+	const ProtobufCMessage *out = NULL;
+	int err;
+
+	arena_init(&a);
+	pa = arena_pb_allocator(&a);
+	switch (c->type) {
+	case CMD_PUT: {
+		Etcdserverpb__PutRequest *r =
+			etcdserverpb__put_request__unpack(pa, c->len, c->payload);
+		err = r ? kvs_put(&srv->kvs, r, &a, &resp.put) : -KV_EMALFORMED;
+		out = &resp.put.base;
+		break;
+	}
+	case CMD_DELETE_RANGE: {
+		Etcdserverpb__DeleteRangeRequest *r =
+			etcdserverpb__delete_range_request__unpack(pa, c->len, c->payload);
+		err = r ? kvs_delete_range(&srv->kvs, r, &a, &resp.del) : -KV_EMALFORMED;
+		out = &resp.del.base;
+		break;
+	}
+	case CMD_TXN: {
+		/* Depth check first: protobuf-c recursion must not overflow. */
+		Etcdserverpb__TxnRequest *r =
+			kvs_check_txn_wire(c->payload, c->len) == 0
+				? etcdserverpb__txn_request__unpack(pa, c->len, c->payload)
+				: NULL;
+		err = r ? kvs_txn(&srv->kvs, r, &a, &resp.txn) : -KV_EMALFORMED;
+		out = &resp.txn.base;
+		break;
+	}
+	case CMD_COMPACT: {
+		Etcdserverpb__CompactionRequest *r =
+			etcdserverpb__compaction_request__unpack(pa, c->len, c->payload);
+		err = r ? kvs_compact(&srv->kvs, r, &a, &resp.compact) : -KV_EMALFORMED;
+		out = &resp.compact.base;
+		break;
+	}
+	default:
+		err = -KV_EINTERNAL;
+		break;
+	}
+	if (err == -KV_ENOMEM)
+		fsm_fatal_nomem(st, c);
+	if (err == -KV_EMALFORMED || (c->type == 0 || c->type >= CMD__MAX))
+		LOGE("raft entry %" PRIu64 ": command type %u of %u bytes does not decode; "
+		     "answered with an error on every member",
+		     st->applied_index, (unsigned)c->type, (unsigned)c->len);
+	if (c->origin == srv->member_id)
+		prop_complete(&srv->prop, c->seq, err, err ? NULL : out);
+	arena_close(&a);
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+	struct fsm_state *st = fsm->data;
+	struct cmd_iter it;
+	struct cmd c;
+	uint32_t count;
+	size_t len = 0;
+	int rv;
+
+	/* Results go to prop_complete(); libraft would drop this on followers
+	 * and replays anyway. */
+	*result = NULL;
+	st->applied_index = raft_last_applied(&st->srv->node.raft) + 1;
+	rv = node_entry_len(buf->base, buf->len, &len);
+	if (rv == 0)
+		rv = fsm_check_entry(buf, len, &count);
+	if (rv) {
+		LOGE("raft entry %" PRIu64 " (%zu bytes) is malformed (%s): skipped on every "
+		     "member; commands waiting for it fail",
+		     st->applied_index, buf->len, kv_err_name(rv));
+		node_note_applied(&st->srv->node, buf->len);
+		return 0;
+	}
+	cmd_iter_init(&it, buf->base, len);
+	while (cmd_iter_next(&it, &c) == 1)
+		fsm_apply_cmd(st, &c);
+	node_note_applied(&st->srv->node, buf->len);
+	return 0;
+}
+
+/* --- snapshots --------------------------------------------------------------- */
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct fsm_state *st = fsm->data;
+	struct server *srv = st->srv;
+	LZ4F_preferences_t prefs;
+	struct raft_buffer *b;
+	uint8_t *img = NULL, *out, *shrunk;
+	size_t img_len = 0, bound, clen;
+	uint64_t t0 = uv_hrtime(), t1;
+	int rv;
+
+	rv = mvcc_encode(srv->mvcc, &img, &img_len);
+	if (rv) {
+		LOGE("snapshot: cannot encode the store: %s", kv_err_name(rv));
+		return rv == -KV_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+	}
+	t1 = uv_hrtime();
+	memset(&prefs, 0, sizeof(prefs));
+	prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+	prefs.frameInfo.blockMode = LZ4F_blockIndependent;
+	prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
+	prefs.frameInfo.contentSize = img_len;
+	prefs.compressionLevel = 0; /* fast: this runs on the loop */
+	bound = LZ4F_compressFrameBound(img_len, &prefs);
+	out = raft_malloc(FSM_SNAP_HEADER + bound);
+	b = raft_malloc(sizeof(*b));
+	if (!out || !b) {
+		raft_free(out);
+		raft_free(b);
+		free(img);
+		return RAFT_NOMEM;
+	}
+	clen = LZ4F_compressFrame(out + FSM_SNAP_HEADER, bound, img, img_len, &prefs);
+	free(img);
+	if (LZ4F_isError(clen)) {
+		LOGE("snapshot: lz4: %s", LZ4F_getErrorName(clen));
+		raft_free(out);
+		raft_free(b);
+		return RAFT_IOERR;
+	}
+	memcpy(out, FSM_SNAP_MAGIC, 4);
+	fsm_put_u32(out + 4, FSM_SNAP_FORMAT);
+	fsm_put_u64(out + 8, img_len);
+	shrunk = raft_realloc(out, FSM_SNAP_HEADER + clen);
+	if (shrunk)
+		out = shrunk;
+	b->base = out;
+	b->len = FSM_SNAP_HEADER + clen;
+	*bufs = b;
+	*n_bufs = 1;
+	node_note_snapshot(&srv->node, img_len);
+	LOGI("snapshot at index %" PRIu64 " (revision %" PRId64 ", %" PRIu64 " keys): "
+	     "%zu bytes, %zu compressed; encode %.1f ms + lz4 %.1f ms on the loop",
+	     (uint64_t)raft_last_applied(&srv->node.raft), mvcc_rev(srv->mvcc),
+	     mvcc_live_keys(srv->mvcc), img_len, b->len, (double)(t1 - t0) / 1e6,
+	     (double)(uv_hrtime() - t1) / 1e6);
+	return 0;
+}
+
+/* v2: we own the buffers; libraft is done with them (written or not). */
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+				 unsigned *n_bufs)
+{
+	unsigned i;
+	(void)fsm;
+	if (*bufs) {
+		for (i = 0; i < *n_bufs; i++)
+			raft_free((*bufs)[i].base);
+		raft_free(*bufs);
+	}
+	*bufs = NULL;
+	*n_bufs = 0;
+	return 0;
+}
+
+/* The uncompressed image, or NULL with *why set. */
+static uint8_t *fsm_decompress(const uint8_t *src, size_t clen, uint64_t raw_len,
+			       const char **why)
+{
+	LZ4F_decompressionContext_t dctx;
+	LZ4F_frameInfo_t info;
+	uint8_t *out;
+	size_t ipos, opos = 0, r, consumed = clen;
+
+	if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION))) {
+		*why = "out of memory";
+		return NULL;
+	}
+	r = LZ4F_getFrameInfo(dctx, &info, src, &consumed);
+	if (LZ4F_isError(r)) {
+		*why = "bad lz4 frame header";
+		LZ4F_freeDecompressionContext(dctx);
+		return NULL;
+	}
+	if (info.contentSize != raw_len || info.contentChecksumFlag != LZ4F_contentChecksumEnabled) {
+		*why = "lz4 frame size or checksum flag disagrees with the header";
+		LZ4F_freeDecompressionContext(dctx);
+		return NULL;
+	}
+	out = malloc(raw_len ? raw_len : 1);
+	if (!out) {
+		*why = "out of memory";
+		LZ4F_freeDecompressionContext(dctx);
+		return NULL;
+	}
+	ipos = consumed;
+	r = 1;
+	while (r != 0) {
+		size_t in = clen - ipos, o = raw_len - opos;
+		if (in == 0) {
+			*why = "truncated lz4 frame";
+			goto fail;
+		}
+		r = LZ4F_decompress(dctx, out + opos, &o, src + ipos, &in, NULL);
+		if (LZ4F_isError(r)) {
+			*why = LZ4F_getErrorName(r); /* includes checksum mismatch */
+			goto fail;
+		}
+		if (in == 0 && o == 0) {
+			*why = "lz4 frame makes no progress";
+			goto fail;
+		}
+		ipos += in;
+		opos += o;
+	}
+	if (opos != raw_len || ipos != clen) {
+		*why = "lz4 frame size mismatch or trailing bytes";
+		goto fail;
+	}
+	LZ4F_freeDecompressionContext(dctx);
+	return out;
+fail:
+	LZ4F_freeDecompressionContext(dctx);
+	free(out);
+	return NULL;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct fsm_state *st = fsm->data;
+	struct server *srv = st->srv;
+	const uint8_t *p = buf->base;
+	const char *why = NULL;
+	struct mvcc *fresh, *old;
+	uint64_t raw_len, t0 = uv_hrtime();
+	uint32_t format;
+	uint8_t *img;
+	int rv;
+
+	if (buf->len < FSM_SNAP_HEADER || memcmp(p, FSM_SNAP_MAGIC, 4) != 0) {
+		why = "not a raftkv snapshot (bad magic)";
+		goto corrupt;
+	}
+	format = fsm_get_u32(p + 4);
+	if (format != FSM_SNAP_FORMAT) {
+		LOGE("the raft snapshot in %s has format version %u; this raftkv reads "
+		     "version %u only (written by a newer raftkv?): refusing to load it",
+		     srv->cfg->data_dir, format, FSM_SNAP_FORMAT);
+		return RAFT_CORRUPT;
+	}
+	raw_len = fsm_get_u64(p + 8);
+	if (raw_len > FSM_SNAP_MAX_RAW ||
+	    raw_len > (uint64_t)(buf->len - FSM_SNAP_HEADER) * FSM_SNAP_MAX_RATIO + 65536) {
+		why = "declared size is impossible for its compressed size";
+		goto corrupt;
+	}
+	img = fsm_decompress(p + FSM_SNAP_HEADER, buf->len - FSM_SNAP_HEADER, raw_len, &why);
+	if (!img)
+		goto corrupt;
+	fresh = mvcc_new();
+	if (!fresh) {
+		free(img);
+		LOGE("restoring the raft snapshot: out of memory");
+		return RAFT_NOMEM;
+	}
+	rv = mvcc_decode(fresh, img, raw_len);
+	free(img);
+	if (rv) {
+		mvcc_free(fresh);
+		if (rv == -KV_ENOMEM) {
+			LOGE("restoring the raft snapshot: out of memory");
+			return RAFT_NOMEM;
+		}
+		why = "the store image inside does not decode";
+		goto corrupt;
+	}
+	/* Whole: swap it in.  Nobody may keep pointers into the old store. */
+	old = srv->mvcc;
+	srv->mvcc = fresh;
+	srv->kvs.mvcc = fresh;
+	if (old)
+		mvcc_free(old);
+	node_note_snapshot(&srv->node, raw_len);
+	LOGI("restored the store from a raft snapshot: revision %" PRId64 ", %" PRIu64
+	     " keys, %zu bytes (%" PRIu64 " uncompressed) in %.1f ms",
+	     mvcc_rev(fresh), mvcc_live_keys(fresh), buf->len, raw_len,
+	     (double)(uv_hrtime() - t0) / 1e6);
+	/* Success only: libraft then expects us to own and free the data. */
+	raft_free(buf->base);
+	buf->base = NULL;
+	return 0;
+
+corrupt:
+	LOGE("the raft snapshot in %s is corrupt (%s): refusing to load it", srv->cfg->data_dir,
+	     why);
+	return RAFT_CORRUPT;
+}
+
+/* --- lifecycle ------------------------------------------------------------------ */
+
+int fsm_init(struct raft_fsm *fsm, struct server *srv)
+{
+	struct fsm_state *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -KV_ENOMEM;
+	st->srv = srv;
+	memset(fsm, 0, sizeof(*fsm));
+	fsm->version = 2;
+	fsm->data = st;
+	fsm->apply = fsm_apply;
+	fsm->snapshot = fsm_snapshot;
+	fsm->restore = fsm_restore;
+	fsm->snapshot_finalize = fsm_snapshot_finalize;
+	fsm->snapshot_async = NULL; /* 0.22.1 runs it on the loop anyway */
+	return 0;
+}
+
+void fsm_close(struct raft_fsm *fsm)
+{
+	free(fsm->data);
+	fsm->data = NULL;
+}
+
+uint64_t fsm_applied_index(const struct raft_fsm *fsm)
+{
+	const struct fsm_state *st = fsm->data;
+	return st ? st->applied_index : 0;
+}

@@ -1,0 +1,1314 @@
+/*
+ * node: raftkv's one door to libraft 0.22.1 (legacy v0 API).
+ *
+ * Data path: prop hands node_apply() one packed entry (cmd.h) per loop
+ * iteration and node_barrier() one barrier for the reads of an iteration;
+ * libraft persists and replicates them, calls the fsm (fsm.c) for every
+ * committed entry, then our request callbacks, which map raft status codes
+ * to KV_E* codes for prop.
+ *
+ * Around that: the member identity (etcd's ids, kept in an identity file in
+ * the data dir next to libraft's own files), bootstrap of a new data dir
+ * from --initial-cluster, a timer that polls raft_state()/raft_leader()
+ * because 0.22.1 has no state callback, a watch on free disk space and on
+ * commits that stop moving (libraft retries failed disk writes forever and
+ * never reports them), and the shutdown order from the libraft notes:
+ * refuse new writes, let pending callbacks drain (bounded), hand leadership
+ * to another voter, raft_close, then free the uv backend and transport.
+ *
+ * Everything after node_start() runs on the loop and never blocks it; the
+ * identity file is written synchronously in node_init(), before the loop
+ * runs.
+ */
+#include "server/node.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "server/config.h"
+#include "server/server.h"
+
+/* The identity file: our ids, written once per start (boot counter). */
+#define NODE_ID_FILE "raftkv-identity"
+#define NODE_ID_TMP "raftkv-identity.tmp"
+#define NODE_ID_MAGIC "raftkv-identity"
+#define NODE_ID_FORMAT 1
+#define NODE_ID_MAX_BYTES 65536
+
+/* Proposal seqs: boot counter above, per-run counter below.  2^44 proposals
+ * per run is years at any rate this server reaches. */
+#define NODE_SEQ_BITS 44
+
+/* Snapshot policy.  libraft triggers on a count of entries (we pass
+ * --snapshot-count, etcd's meaning: entries since the last snapshot), but it
+ * keeps every entry since the last snapshot in memory and a restart replays
+ * them, and one of our entries packs up to ~1 MiB of requests: 100000 such
+ * entries would be 100 GB.  So node also counts the bytes applied and asks
+ * for a snapshot early once they pass max(NODE_LOG_BYTES_MIN, size of the
+ * last store image): log memory and replay stay bounded by the state size,
+ * and since a snapshot costs about the state size (encoded on the loop),
+ * that cost stays at most about one byte per byte written. */
+#define NODE_LOG_BYTES_MIN (64ull << 20)
+/* etcd keeps 5000 entries after a snapshot for slow followers. */
+#define NODE_SNAPSHOT_TRAILING_MAX 5000u
+
+#define NODE_ADDR_MAX 300
+#define NODE_DRAIN_POLL_MS 5
+#define NODE_TRANSFER_ATTEMPTS 3
+#define NODE_STATFS_EVERY_MS 10000
+#define NODE_LOW_SPACE_BYTES (128ull << 20)
+#define NODE_WARN_EVERY_MS 30000
+
+enum node_close_step {
+	NODE_RUNNING = 0,
+	NODE_DRAINING,     /* waiting for pending apply/barrier callbacks */
+	NODE_TRANSFERRING, /* raft_transfer in flight */
+	NODE_RAFT_CLOSING, /* raft_close called */
+	NODE_HANDLES_CLOSING,
+	NODE_CLOSED,
+};
+
+struct node_identity_file {
+	uint64_t cluster_id;
+	uint64_t member_id;
+	uint64_t boots;
+	char name[256];
+	char token[256];
+};
+
+struct node_impl {
+	char address[NODE_ADDR_MAX]; /* our raft address, host:port */
+	bool io_inited, transport_inited, raft_inited, timers_inited;
+	uint64_t seq_base;
+
+	enum node_close_step step;
+	unsigned pending; /* apply + barrier callbacks still to come */
+	uv_timer_t close_timer;
+	uint64_t drain_deadline;
+	int transfer_attempts;
+	uint64_t transfer_deadline;
+	struct raft_transfer transfer;
+	int handles_open;
+
+	/* state polling */
+	int last_state;
+	uint64_t last_term;
+	uint64_t watch_commit; /* commit index when it last moved */
+	uint64_t watch_since;  /* loop time of that move */
+	uint64_t last_stall_warn;
+	uv_fs_t statfs_req;
+	bool statfs_busy;
+	uint64_t next_statfs;
+	uint64_t last_space_warn;
+
+	/* snapshot policy (see NODE_LOG_BYTES_MIN) */
+	unsigned threshold;
+	uint64_t log_bytes;   /* entry bytes applied since the last image */
+	uint64_t image_bytes; /* size of the last image taken or restored */
+	bool snapshot_soon;   /* threshold lowered to 1 */
+};
+
+/* One request in flight through libraft. */
+struct node_req {
+	union {
+		struct raft_apply apply;
+		struct raft_barrier barrier;
+	} u;
+	struct node *n;
+	node_apply_cb cb; /* node_barrier_cb has the same shape */
+	void *arg;
+};
+
+static void node_closed(struct node *n);
+
+static struct node_impl *node_impl(const struct node *n)
+{
+	return n->impl;
+}
+
+/* --- identity --------------------------------------------------------- */
+
+static uint64_t node_sha1_u64(const void *data, size_t len)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	uint64_t v = 0;
+	int i;
+	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) || mdlen < 8)
+		return 0;
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | md[i];
+	return v;
+}
+
+static int node_cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int node_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* etcd's membership.NewMember(name, peerURLs, token, nil): sha1 over the
+ * sorted peer URLs then the token, first 8 bytes big-endian.  The initial
+ * cluster passes no time, so every member computes the same ids. */
+static uint64_t node_member_id(const struct config_member *m, const char *token)
+{
+	char **urls;
+	size_t len = strlen(token), off = 0;
+	char *buf;
+	uint64_t id;
+	int i;
+	urls = malloc(sizeof(*urls) * (size_t)(m->n_peer_urls ? m->n_peer_urls : 1));
+	if (!urls)
+		return 0;
+	for (i = 0; i < m->n_peer_urls; i++) {
+		urls[i] = m->peer_urls[i];
+		len += strlen(urls[i]);
+	}
+	qsort(urls, (size_t)m->n_peer_urls, sizeof(*urls), node_cmp_str);
+	buf = malloc(len + 1);
+	if (!buf) {
+		free(urls);
+		return 0;
+	}
+	for (i = 0; i < m->n_peer_urls; i++) {
+		size_t l = strlen(urls[i]);
+		memcpy(buf + off, urls[i], l);
+		off += l;
+	}
+	memcpy(buf + off, token, strlen(token));
+	off += strlen(token);
+	id = node_sha1_u64(buf, off);
+	free(buf);
+	free(urls);
+	return id;
+}
+
+/* etcd's RaftCluster.genID: sha1 over the sorted member ids, each 8 bytes
+ * big-endian. */
+static uint64_t node_cluster_id(uint64_t *ids, int n)
+{
+	unsigned char *b;
+	uint64_t id;
+	int i, j;
+	qsort(ids, (size_t)n, sizeof(*ids), node_cmp_u64);
+	b = malloc((size_t)n * 8 + 1);
+	if (!b)
+		return 0;
+	for (i = 0; i < n; i++)
+		for (j = 0; j < 8; j++)
+			b[i * 8 + j] = (unsigned char)(ids[i] >> (56 - 8 * j));
+	id = node_sha1_u64(b, (size_t)n * 8);
+	free(b);
+	return id;
+}
+
+static const char *node_cfg_token(const struct config *cfg)
+{
+	return cfg->initial_cluster_token ? cfg->initial_cluster_token : "etcd-cluster";
+}
+
+/* Ids from the flags alone; -KV_EINVAL with the reason logged. */
+static int node_identity_from_flags(const struct config *cfg, uint64_t *cluster_id,
+				    uint64_t *member_id)
+{
+	const char *token = node_cfg_token(cfg);
+	uint64_t *ids;
+	int i, j, self = -1;
+	if (cfg->n_initial_cluster <= 0) {
+		LOGE("--initial-cluster is empty");
+		return -KV_EINVAL;
+	}
+	ids = calloc((size_t)cfg->n_initial_cluster, sizeof(*ids));
+	if (!ids)
+		return -KV_ENOMEM;
+	for (i = 0; i < cfg->n_initial_cluster; i++) {
+		const struct config_member *m = &cfg->initial_cluster[i];
+		if (m->n_peer_urls <= 0) {
+			LOGE("--initial-cluster: member %s has no peer URL", m->name);
+			free(ids);
+			return -KV_EINVAL;
+		}
+		ids[i] = node_member_id(m, token);
+		if (ids[i] == 0) {
+			LOGE("cannot use 0 as member id (member %s)", m->name);
+			free(ids);
+			return -KV_EINVAL;
+		}
+		for (j = 0; j < i; j++) {
+			if (ids[j] == ids[i]) {
+				LOGE("--initial-cluster: member %s has the same peer URLs as %s "
+				     "(member id %016" PRIx64 ")",
+				     m->name, cfg->initial_cluster[j].name, ids[i]);
+				free(ids);
+				return -KV_EINVAL;
+			}
+		}
+		if (self < 0 && strcmp(m->name, cfg->name) == 0)
+			self = i;
+	}
+	if (self < 0) {
+		/* etcd's wording (etcdserver/config.go). */
+		LOGE("couldn't find local name \"%s\" in the initial cluster configuration",
+		     cfg->name);
+		free(ids);
+		return -KV_EINVAL;
+	}
+	*member_id = ids[self];
+	*cluster_id = node_cluster_id(ids, cfg->n_initial_cluster);
+	free(ids);
+	return 0;
+}
+
+static int node_path(char *out, size_t outlen, const char *dir, const char *file)
+{
+	int l = snprintf(out, outlen, "%s/%s", dir, file);
+	if (l < 0 || (size_t)l >= outlen) {
+		LOGE("data dir path too long: %s", dir);
+		return -KV_EINVAL;
+	}
+	return 0;
+}
+
+static int node_parse_hex(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	*out = strtoull(s, &end, 16);
+	return (errno || end == s || *end) ? -1 : 0;
+}
+
+static int node_parse_dec(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return (errno || end == s || *end) ? -1 : 0;
+}
+
+/* 0 and *f filled; 1 when the file does not exist; -KV_E* (logged) when it
+ * cannot be read or is not ours. */
+static int node_identity_read(const char *dir, struct node_identity_file *f)
+{
+	char path[4096], *buf, *line, *save = NULL;
+	uint64_t format = 0;
+	int have = 0, fd, rv = 0;
+	ssize_t got;
+	size_t len = 0;
+
+	if ((rv = node_path(path, sizeof(path), dir, NODE_ID_FILE)))
+		return rv;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 1;
+		LOGE("cannot open %s: %s", path, strerror(errno));
+		return -KV_EIO;
+	}
+	buf = malloc(NODE_ID_MAX_BYTES + 1);
+	if (!buf) {
+		close(fd);
+		return -KV_ENOMEM;
+	}
+	while (len < NODE_ID_MAX_BYTES &&
+	       (got = read(fd, buf + len, NODE_ID_MAX_BYTES - len)) != 0) {
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			LOGE("cannot read %s: %s", path, strerror(errno));
+			close(fd);
+			free(buf);
+			return -KV_EIO;
+		}
+		len += (size_t)got;
+	}
+	close(fd);
+	buf[len] = '\0';
+	memset(f, 0, sizeof(*f));
+
+	line = strtok_r(buf, "\n", &save);
+	if (!line || strcmp(line, NODE_ID_MAGIC) != 0) {
+		LOGE("%s is not a raftkv identity file: this data dir was not created by "
+		     "raftkv (or the file is damaged); refusing to start",
+		     path);
+		free(buf);
+		return -KV_ECORRUPT;
+	}
+	while ((line = strtok_r(NULL, "\n", &save))) {
+		char *eq = strchr(line, '=');
+		const char *k = line, *v;
+		if (!eq)
+			goto bad;
+		*eq = '\0';
+		v = eq + 1;
+		if (strcmp(k, "format") == 0) {
+			if (node_parse_dec(v, &format))
+				goto bad;
+			if (format != NODE_ID_FORMAT) {
+				LOGE("%s has format version %" PRIu64 ", this raftkv reads only "
+				     "version %d (written by a newer raftkv?); refusing to start",
+				     path, format, NODE_ID_FORMAT);
+				free(buf);
+				return -KV_ECORRUPT;
+			}
+			have |= 1;
+		} else if (strcmp(k, "cluster-id") == 0) {
+			if (node_parse_hex(v, &f->cluster_id))
+				goto bad;
+			have |= 2;
+		} else if (strcmp(k, "member-id") == 0) {
+			if (node_parse_hex(v, &f->member_id))
+				goto bad;
+			have |= 4;
+		} else if (strcmp(k, "boots") == 0) {
+			if (node_parse_dec(v, &f->boots))
+				goto bad;
+			have |= 8;
+		} else if (strcmp(k, "name") == 0) {
+			snprintf(f->name, sizeof(f->name), "%s", v);
+		} else if (strcmp(k, "token") == 0) {
+			snprintf(f->token, sizeof(f->token), "%s", v);
+		}
+		/* Unknown keys of the same format are ignored: room to grow. */
+	}
+	if (have != 15 || f->member_id == 0)
+		goto bad;
+	free(buf);
+	return 0;
+bad:
+	LOGE("%s is damaged (missing or invalid fields); refusing to start", path);
+	free(buf);
+	return -KV_ECORRUPT;
+}
+
+static int node_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rv = 0;
+	if (fd < 0)
+		return -1;
+	if (fsync(fd) != 0)
+		rv = -1;
+	close(fd);
+	return rv;
+}
+
+/* write-to-temp, fsync, rename, fsync dir: the file is either the old one
+ * or the new one after a crash, never a torn mix. */
+static int node_identity_write(const char *dir, const struct node_identity_file *f)
+{
+	char tmp[4096], path[4096], text[1024];
+	int fd, len, rv;
+	size_t off = 0;
+
+	if ((rv = node_path(tmp, sizeof(tmp), dir, NODE_ID_TMP)) ||
+	    (rv = node_path(path, sizeof(path), dir, NODE_ID_FILE)))
+		return rv;
+	len = snprintf(text, sizeof(text),
+		       "%s\nformat=%d\ncluster-id=%016" PRIx64 "\nmember-id=%016" PRIx64
+		       "\nboots=%" PRIu64 "\nname=%s\ntoken=%s\n",
+		       NODE_ID_MAGIC, NODE_ID_FORMAT, f->cluster_id, f->member_id, f->boots,
+		       f->name, f->token);
+	if (len < 0 || (size_t)len >= sizeof(text))
+		return -KV_EINVAL;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto fail;
+	while (off < (size_t)len) {
+		ssize_t w = write(fd, text + off, (size_t)len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			goto fail;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		close(fd);
+		goto fail;
+	}
+	if (close(fd) != 0)
+		goto fail;
+	if (rename(tmp, path) != 0)
+		goto fail;
+	if (node_fsync_dir(dir) != 0)
+		goto fail;
+	return 0;
+fail:
+	LOGE("cannot write %s: %s", path, strerror(errno));
+	unlink(tmp);
+	return errno == ENOSPC ? -KV_ENOSPACE : -KV_EIO;
+}
+
+static bool node_file_exists(const char *dir, const char *file)
+{
+	char path[4096];
+	struct stat st;
+	if (node_path(path, sizeof(path), dir, file))
+		return false;
+	return stat(path, &st) == 0;
+}
+
+/* libraft's term/vote files: their presence means the dir has raft state. */
+static bool node_has_raft_state(const char *dir)
+{
+	return node_file_exists(dir, "metadata1") || node_file_exists(dir, "metadata2");
+}
+
+int node_identity(const struct config *cfg, uint64_t *cluster_id, uint64_t *member_id)
+{
+	struct node_identity_file f;
+	uint64_t cid = 0, mid = 0;
+	int rv, have_file;
+
+	have_file = node_identity_read(cfg->data_dir, &f);
+	if (have_file < 0)
+		return have_file;
+	if (have_file == 1) {
+		if (node_has_raft_state(cfg->data_dir)) {
+			LOGE("data dir %s holds raft state but no %s: it was not created by "
+			     "raftkv or was damaged; refusing to start",
+			     cfg->data_dir, NODE_ID_FILE);
+			return -KV_ECORRUPT;
+		}
+		if (!cfg->initial_cluster_new) {
+			LOGE("--initial-cluster-state=existing: joining a running cluster is "
+			     "not supported yet (start every member with "
+			     "--initial-cluster-state=new and the same --initial-cluster)");
+			return -KV_EUNIMPLEMENTED;
+		}
+		rv = node_identity_from_flags(cfg, &cid, &mid);
+		if (rv)
+			return rv;
+		*cluster_id = cid;
+		*member_id = mid;
+		return 0;
+	}
+
+	/* The data dir decides who we are; the flags must not contradict it. A
+	 * joining member's flags say nothing about the cluster id. */
+	if (cfg->initial_cluster_new) {
+		rv = node_identity_from_flags(cfg, &cid, &mid);
+		if (rv)
+			return rv;
+		if (cid != f.cluster_id || mid != f.member_id) {
+			LOGE("data dir %s belongs to cluster %016" PRIx64 " as member %016" PRIx64
+			     " (name \"%s\", token \"%s\"), but --name/--initial-cluster/"
+			     "--initial-cluster-token give cluster %016" PRIx64
+			     " member %016" PRIx64 "; refusing to start: use the flags "
+			     "this data dir was created with, or another --data-dir",
+			     cfg->data_dir, f.cluster_id, f.member_id, f.name, f.token, cid, mid);
+			return -KV_EINVAL;
+		}
+	}
+	*cluster_id = f.cluster_id;
+	*member_id = f.member_id;
+	return 0;
+}
+
+/* mkdir -p with mode 0700 for what we create. */
+static int node_mkdir_p(const char *dir)
+{
+	char *p = strdup(dir), *s;
+	struct stat st;
+	if (!p)
+		return -KV_ENOMEM;
+	for (s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
+			goto fail;
+		*s = '/';
+	}
+	if (mkdir(p, 0700) != 0 && errno != EEXIST)
+		goto fail;
+	if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		goto fail;
+	}
+	if (st.st_mode & 077)
+		LOGW("data dir %s has permission %04o; the recommended permission is 0700 "
+		     "to prevent possible unprivileged access to the data",
+		     dir, (unsigned)(st.st_mode & 07777));
+	free(p);
+	return 0;
+fail:
+	LOGE("cannot create data dir %s: %s", dir, strerror(errno));
+	free(p);
+	return -KV_EIO;
+}
+
+/* Records this start in the identity file and returns the boot number. */
+static int node_identity_record(struct server *srv, uint64_t *boots)
+{
+	const struct config *cfg = srv->cfg;
+	struct node_identity_file f;
+	int rv = node_identity_read(cfg->data_dir, &f);
+	if (rv < 0)
+		return rv;
+	if (rv == 1) {
+		memset(&f, 0, sizeof(f));
+		f.cluster_id = srv->cluster_id;
+		f.member_id = srv->member_id;
+		snprintf(f.name, sizeof(f.name), "%s", cfg->name);
+		snprintf(f.token, sizeof(f.token), "%s", node_cfg_token(cfg));
+		if (strchr(f.name, '\n') || strchr(f.token, '\n')) {
+			LOGE("--name and --initial-cluster-token must not contain newlines");
+			return -KV_EINVAL;
+		}
+	} else if (f.cluster_id != srv->cluster_id || f.member_id != srv->member_id) {
+		LOGE("data dir %s belongs to member %016" PRIx64 " of cluster %016" PRIx64
+		     ", not %016" PRIx64 " of %016" PRIx64 "; refusing to start",
+		     cfg->data_dir, f.member_id, f.cluster_id, srv->member_id, srv->cluster_id);
+		return -KV_EINVAL;
+	}
+	f.boots++;
+	rv = node_identity_write(cfg->data_dir, &f);
+	if (rv)
+		return rv;
+	*boots = f.boots;
+	return 0;
+}
+
+/* --- addresses ---------------------------------------------------------- */
+
+/* host:port of a URL, IPv6 hosts in brackets as libraft's parser wants. */
+static int node_url_addr(const char *url, char *out, size_t outlen)
+{
+	struct config_url u;
+	char err[256];
+	int l;
+	if (config_url_parse(url, &u, err, sizeof(err)) != 0) {
+		LOGE("bad peer URL %s: %s", url, err);
+		return -KV_EINVAL;
+	}
+	if (strchr(u.host, ':'))
+		l = snprintf(out, outlen, "[%s]:%u", u.host, (unsigned)u.port);
+	else
+		l = snprintf(out, outlen, "%s:%u", u.host, (unsigned)u.port);
+	config_url_close(&u);
+	if (l < 0 || (size_t)l >= outlen) {
+		LOGE("peer URL too long: %s", url);
+		return -KV_EINVAL;
+	}
+	return 0;
+}
+
+/* --- error mapping -------------------------------------------------------- */
+
+static int node_err(int raft_rv)
+{
+	switch (raft_rv) {
+	case 0:
+		return 0;
+	case RAFT_LEADERSHIPLOST:
+		return -KV_ELEADERCHANGED;
+	case RAFT_NOTLEADER:
+		return -KV_ENOLEADER;
+	case RAFT_SHUTDOWN:
+	case RAFT_CANCELED:
+		return -KV_ESTOPPED;
+	case RAFT_NOMEM:
+		return -KV_ENOMEM;
+	case RAFT_NOSPACE:
+		return -KV_ENOSPACE;
+	case RAFT_IOERR:
+		return -KV_EIO;
+	case RAFT_TOOBIG:
+		return -KV_EREQUESTTOOLARGE;
+	case RAFT_CORRUPT:
+	case RAFT_MALFORMED:
+		return -KV_ECORRUPT;
+	case RAFT_BUSY:
+	case RAFT_TOOMANY:
+		return -KV_ETOOMANYREQUESTS;
+	default:
+		return -KV_EINTERNAL;
+	}
+}
+
+/* --- state polling ---------------------------------------------------------- */
+
+static const char *node_state_name(int st)
+{
+	switch (st) {
+	case RAFT_FOLLOWER:
+		return "follower";
+	case RAFT_CANDIDATE:
+		return "candidate";
+	case RAFT_LEADER:
+		return "leader";
+	default:
+		return "unavailable";
+	}
+}
+
+static void node_statfs_cb(uv_fs_t *req)
+{
+	struct node *n = req->data;
+	struct node_impl *im = node_impl(n);
+	if (req->result == 0 && req->ptr) {
+		const uv_statfs_t *st = req->ptr;
+		uint64_t avail = st->f_bavail * st->f_bsize;
+		uint64_t now = uv_now(n->srv->loop);
+		if (avail < NODE_LOW_SPACE_BYTES &&
+		    (im->last_space_warn == 0 || now - im->last_space_warn >= NODE_WARN_EVERY_MS)) {
+			im->last_space_warn = now;
+			LOGW("data dir %s: only %" PRIu64 " MiB free; when the disk is full "
+			     "libraft retries its writes forever and writes hang",
+			     n->srv->cfg->data_dir, avail >> 20);
+		}
+	}
+	uv_fs_req_cleanup(req);
+	im->statfs_busy = false;
+	if (im->step == NODE_HANDLES_CLOSING && im->handles_open == 0)
+		node_closed(n);
+}
+
+/* Commits that stop moving while entries wait are the one visible sign of
+ * a failing disk (or of lost peers): libraft itself says nothing. */
+static void node_watch_commit(struct node *n, int st, uint64_t now)
+{
+	struct node_impl *im = node_impl(n);
+	uint64_t commit = raft_commit_index(&n->raft);
+	uint64_t last = raft_last_index(&n->raft);
+	uint64_t limit = 5 * (uint64_t)n->srv->cfg->election_ms;
+	if (limit < 5000)
+		limit = 5000;
+	if (commit != im->watch_commit || st != RAFT_LEADER || last <= commit) {
+		im->watch_commit = commit;
+		im->watch_since = now;
+		return;
+	}
+	if (now - im->watch_since >= limit &&
+	    (im->last_stall_warn == 0 || now - im->last_stall_warn >= NODE_WARN_EVERY_MS)) {
+		im->last_stall_warn = now;
+		LOGW("raft: nothing committed for %" PRIu64 " s with %" PRIu64
+		     " entries waiting (commit %" PRIu64 ", last %" PRIu64
+		     "): disk full or failing, or a quorum of peers unreachable",
+		     (now - im->watch_since) / 1000, last - commit, commit, last);
+	}
+}
+
+static void node_tick_cb(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct node_impl *im = node_impl(n);
+	raft_id leader = 0;
+	const char *addr = NULL;
+	uint64_t now = uv_now(n->srv->loop);
+	uint64_t term;
+	int st;
+
+	if (im->step >= NODE_RAFT_CLOSING || !n->started)
+		return;
+	st = raft_state(&n->raft);
+	raft_leader(&n->raft, &leader, &addr);
+	term = raft_current_term(&n->raft);
+	if (st == RAFT_LEADER && im->last_state != RAFT_LEADER)
+		LOGI("raft: %016" PRIx64 " became leader at term %" PRIu64, n->srv->member_id,
+		     term);
+	else if (st != RAFT_LEADER && im->last_state == RAFT_LEADER)
+		LOGI("raft: %016" PRIx64 " stepped down at term %" PRIu64 ", now %s", n->srv->member_id,
+		     term, node_state_name(st));
+	else if (st != RAFT_LEADER && leader != n->leader_id && leader)
+		LOGI("raft: %016" PRIx64 " (%s) elected leader %016" PRIx64 " (%s) at term %" PRIu64,
+		     n->srv->member_id, node_state_name(st), (uint64_t)leader, addr ? addr : "?",
+		     term);
+	else if (st != RAFT_LEADER && leader != n->leader_id)
+		LOGI("raft: %016" PRIx64 " (%s) lost leader %016" PRIx64 " at term %" PRIu64,
+		     n->srv->member_id, node_state_name(st), n->leader_id, term);
+	n->leader_id = leader;
+	im->last_state = st;
+	im->last_term = term;
+	node_watch_commit(n, st, now);
+
+	if (!im->statfs_busy && now >= im->next_statfs) {
+		im->next_statfs = now + NODE_STATFS_EVERY_MS;
+		im->statfs_req.data = n;
+		if (uv_fs_statfs(n->srv->loop, &im->statfs_req, n->srv->cfg->data_dir,
+				 node_statfs_cb) == 0)
+			im->statfs_busy = true;
+	}
+}
+
+/* --- init / start --------------------------------------------------------- */
+
+static unsigned node_snapshot_threshold(const struct config *cfg)
+{
+	uint64_t c = cfg->snapshot_count ? cfg->snapshot_count : 1;
+	return c > UINT32_MAX ? UINT32_MAX : (unsigned)c;
+}
+
+void node_note_applied(struct node *n, size_t entry_bytes)
+{
+	struct node_impl *im = node_impl(n);
+	uint64_t budget;
+	if (!im || !im->raft_inited)
+		return;
+	im->log_bytes += entry_bytes;
+	budget = im->image_bytes > NODE_LOG_BYTES_MIN ? im->image_bytes : NODE_LOG_BYTES_MIN;
+	if (!im->snapshot_soon && im->log_bytes >= budget) {
+		/* libraft checks the threshold after each apply batch. */
+		raft_set_snapshot_threshold(&n->raft, 1);
+		im->snapshot_soon = true;
+		LOGD("raft: %" PRIu64 " MiB applied since the last snapshot: taking one early",
+		     im->log_bytes >> 20);
+	}
+}
+
+void node_note_snapshot(struct node *n, size_t image_bytes)
+{
+	struct node_impl *im = node_impl(n);
+	if (!im || !im->raft_inited)
+		return;
+	im->log_bytes = 0;
+	im->image_bytes = image_bytes;
+	if (im->snapshot_soon) {
+		raft_set_snapshot_threshold(&n->raft, im->threshold);
+		im->snapshot_soon = false;
+	}
+}
+
+static unsigned node_snapshot_trailing(unsigned threshold)
+{
+	/* Followers that lag by less than this catch up from the log instead of
+	 * an InstallSnapshot, which is rare then (and avoids libraft's known
+	 * NULL dereference when one lands during a snapshot). */
+	unsigned t = threshold / 2;
+	if (t < 1)
+		t = 1;
+	return t > NODE_SNAPSHOT_TRAILING_MAX ? NODE_SNAPSHOT_TRAILING_MAX : t;
+}
+
+int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
+{
+	const struct config *cfg = srv->cfg;
+	struct node_impl *im;
+	char bind[NODE_ADDR_MAX];
+	uint64_t boots = 0;
+	unsigned threshold;
+	size_t segment;
+	int rv;
+
+	memset(n, 0, sizeof(*n));
+	n->srv = srv;
+	n->fsm = fsm;
+	im = calloc(1, sizeof(*im));
+	if (!im)
+		return -KV_ENOMEM;
+	n->impl = im;
+
+	if (cfg->heartbeat_ms == 0 || cfg->election_ms <= cfg->heartbeat_ms) {
+		LOGE("--election-timeout (%u ms) must be greater than --heartbeat-interval "
+		     "(%u ms)",
+		     cfg->election_ms, cfg->heartbeat_ms);
+		rv = -KV_EINVAL;
+		goto fail;
+	}
+	if (cfg->n_initial_advertise_peer_urls <= 0 || cfg->n_listen_peer_urls <= 0) {
+		LOGE("no peer URL to advertise or listen on");
+		rv = -KV_EINVAL;
+		goto fail;
+	}
+	if ((rv = node_mkdir_p(cfg->data_dir)))
+		goto fail;
+	if (srv->member_id == 0 &&
+	    (rv = node_identity(cfg, &srv->cluster_id, &srv->member_id)))
+		goto fail;
+	if ((rv = node_identity_record(srv, &boots)))
+		goto fail;
+	im->seq_base = (boots & ((1ull << (64 - NODE_SEQ_BITS)) - 1)) << NODE_SEQ_BITS;
+
+	if ((rv = node_url_addr(cfg->initial_advertise_peer_urls[0], im->address,
+				sizeof(im->address))) ||
+	    (rv = node_url_addr(cfg->listen_peer_urls[0], bind, sizeof(bind))))
+		goto fail;
+
+	/* Since 0.17.1 raft_uv_tcp_init rejects an unversioned transport as
+	 * RAFT_INVALID: the version goes in first. */
+	n->transport.version = 1;
+	rv = raft_uv_tcp_init(&n->transport, srv->loop);
+	if (rv) {
+		LOGE("raft: transport: %s", raft_strerror(rv));
+		rv = node_err(rv);
+		goto fail;
+	}
+	im->transport_inited = true;
+	rv = raft_uv_tcp_set_bind_address(&n->transport, bind);
+	if (rv) {
+		LOGE("raft: cannot use peer listen address %s: %s", bind, n->transport.errmsg);
+		rv = -KV_EINVAL;
+		goto fail;
+	}
+
+	rv = raft_uv_init(&n->io, srv->loop, cfg->data_dir, &n->transport);
+	if (rv) {
+		LOGE("raft: data dir %s: %s", cfg->data_dir, n->io.errmsg);
+		rv = node_err(rv);
+		goto fail;
+	}
+	im->io_inited = true;
+	/* No-op in 0.22.1 (files are written raw); fsm.c compresses itself. */
+	raft_uv_set_snapshot_compression(&n->io, false);
+	/* One entry is at most a 1 MiB batch plus the largest request (prop.c);
+	 * keep two per segment, as entries larger than a segment are untested
+	 * in libraft.  The default 8 MiB covers the default 1.5 MiB limit. */
+	segment = 2 * ((size_t)cfg->max_request_bytes + (1u << 20) + 4096);
+	if (segment > (8u << 20))
+		raft_uv_set_segment_size(&n->io, (segment + 4095) & ~(size_t)4095);
+
+	rv = raft_init(&n->raft, &n->io, fsm, srv->member_id, im->address);
+	if (rv) {
+		LOGE("raft: init: %s", raft_errmsg(&n->raft));
+		rv = node_err(rv);
+		goto fail;
+	}
+	im->raft_inited = true;
+	n->raft.data = n;
+	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
+	raft_set_election_timeout(&n->raft, cfg->election_ms);
+	raft_set_pre_vote(&n->raft, true);
+	/* The default 32 also caps local persistence: 3x slower pipelines. */
+	raft_set_max_inflight_entries(&n->raft, 2048);
+	threshold = node_snapshot_threshold(cfg);
+	im->threshold = threshold;
+	raft_set_snapshot_threshold(&n->raft, threshold);
+	raft_set_snapshot_trailing(&n->raft, node_snapshot_trailing(threshold));
+
+	uv_timer_init(srv->loop, &n->tick);
+	uv_timer_init(srv->loop, &im->close_timer);
+	n->tick.data = n;
+	im->close_timer.data = n;
+	im->timers_inited = true;
+	LOGI("raft: member %016" PRIx64 " of cluster %016" PRIx64 " at %s (listening on %s), "
+	     "data dir %s, boot %" PRIu64 "; snapshot every %u entries, or sooner once the "
+	     "log since the last one outgrows the store",
+	     srv->member_id, srv->cluster_id, im->address, bind, cfg->data_dir, boots, threshold);
+	return 0;
+
+fail:
+	if (im->io_inited)
+		raft_uv_close(&n->io);
+	if (im->transport_inited)
+		raft_uv_tcp_close(&n->transport);
+	free(im);
+	n->impl = NULL;
+	return rv;
+}
+
+static int node_bootstrap(struct node *n)
+{
+	const struct config *cfg = n->srv->cfg;
+	const char *token = node_cfg_token(cfg);
+	struct raft_configuration conf;
+	char addr[NODE_ADDR_MAX];
+	int i, rv;
+
+	raft_configuration_init(&conf);
+	for (i = 0; i < cfg->n_initial_cluster; i++) {
+		const struct config_member *m = &cfg->initial_cluster[i];
+		uint64_t id = node_member_id(m, token);
+		if ((rv = node_url_addr(m->peer_urls[0], addr, sizeof(addr))))
+			goto out;
+		rv = raft_configuration_add(&conf, id, addr, RAFT_VOTER);
+		if (rv) {
+			LOGE("raft: member %s (%s): %s", m->name, addr, raft_strerror(rv));
+			rv = -KV_EINVAL;
+			goto out;
+		}
+	}
+	rv = raft_bootstrap(&n->raft, &conf);
+	if (rv == RAFT_CANTBOOTSTRAP) {
+		rv = 0; /* the data dir has state already: a restart */
+	} else if (rv) {
+		LOGE("raft: bootstrap: %s", raft_errmsg(&n->raft));
+		rv = node_err(rv);
+	} else {
+		LOGI("raft: bootstrapped a new cluster of %d member(s)", cfg->n_initial_cluster);
+	}
+out:
+	raft_configuration_close(&conf);
+	return rv;
+}
+
+int node_start(struct node *n)
+{
+	struct node_impl *im = node_impl(n);
+	unsigned every;
+	int rv;
+
+	if (!im || !im->raft_inited)
+		return -KV_EINVAL;
+	if (n->srv->cfg->initial_cluster_new && (rv = node_bootstrap(n)))
+		return rv;
+	rv = raft_start(&n->raft);
+	if (rv) {
+		const char *msg = raft_errmsg(&n->raft);
+		LOGE("raft: cannot start from data dir %s: %s%s%s%s", n->srv->cfg->data_dir,
+		     raft_strerror(rv), *msg ? " (" : "", msg, *msg ? ")" : "");
+		return node_err(rv);
+	}
+	n->started = true;
+	im->last_state = RAFT_UNAVAILABLE;
+	im->watch_since = uv_now(n->srv->loop);
+	every = n->srv->cfg->heartbeat_ms / 2;
+	if (every < 10)
+		every = 10;
+	uv_timer_start(&n->tick, node_tick_cb, 0, every);
+	LOGI("raft: started, last index %" PRIu64 ", applied %" PRIu64,
+	     (uint64_t)raft_last_index(&n->raft), (uint64_t)raft_last_applied(&n->raft));
+	return 0;
+}
+
+/* --- requests ---------------------------------------------------------------- */
+
+static void node_apply_done(struct raft_apply *req, int status, void *result)
+{
+	struct node_req *r = req->data;
+	struct node_impl *im = node_impl(r->n);
+	(void)result; /* fsm results go straight to prop_complete() */
+	im->pending--;
+	r->cb(r->arg, node_err(status));
+	free(r);
+}
+
+static void node_barrier_done(struct raft_barrier *req, int status)
+{
+	struct node_req *r = req->data;
+	struct node_impl *im = node_impl(r->n);
+	im->pending--;
+	r->cb(r->arg, node_err(status));
+	free(r);
+}
+
+static int node_accepting(const struct node *n)
+{
+	const struct node_impl *im = node_impl(n);
+	if (!im || im->step != NODE_RUNNING)
+		return -KV_ESTOPPED;
+	if (!n->started)
+		return -KV_ENOLEADER;
+	return 0;
+}
+
+int node_entry_len(const void *data, size_t padded_len, size_t *len)
+{
+	unsigned pad;
+	if (padded_len == 0 || padded_len % 8)
+		return -KV_ECORRUPT;
+	pad = ((const uint8_t *)data)[padded_len - 1];
+	if (pad < 1 || pad > 8)
+		return -KV_ECORRUPT;
+	*len = padded_len - pad;
+	return 0;
+}
+
+int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *arg)
+{
+	/* libraft 0.22.1 replicates only bufs[0] of a raft_apply (and its own
+	 * assert is compiled out): exactly one buffer, always. */
+	enum { NODE_APPLY_BUFS = 1 };
+	struct raft_buffer bufs[NODE_APPLY_BUFS];
+	struct node_req *r;
+	size_t padded = (len + 8) & ~(size_t)7;
+	uint8_t *p;
+	int rv;
+
+	static_assert(sizeof(bufs) / sizeof(bufs[0]) == 1, "one buffer per raft_apply");
+	if ((rv = node_accepting(n))) {
+		free(data);
+		return rv;
+	}
+	p = realloc(data, padded);
+	r = p ? malloc(sizeof(*r)) : NULL;
+	if (!r) {
+		free(p ? p : data);
+		return -KV_ENOMEM;
+	}
+	memset(p + len, 0, padded - len - 1);
+	p[padded - 1] = (uint8_t)(padded - len);
+	r->n = n;
+	r->cb = cb;
+	r->arg = arg;
+	r->u.apply.data = r;
+	bufs[0].base = p;
+	bufs[0].len = padded;
+	rv = raft_apply(&n->raft, &r->u.apply, bufs, NODE_APPLY_BUFS, node_apply_done);
+	if (rv) {
+		/* Only a submission refused up front leaves the buffer ours:
+		 * past that point libraft 0.22.1 copies the entry into its log
+		 * and frees ours even if the append then fails.  Leak rather
+		 * than double free in those (out of memory) cases. */
+		if (rv == RAFT_NOTLEADER || rv == RAFT_NOSPACE)
+			free(p);
+		else
+			LOGE("raft: apply of a %zu byte entry failed: %s (%s)", padded,
+			     raft_strerror(rv), raft_errmsg(&n->raft));
+		free(r);
+		return node_err(rv);
+	}
+	node_impl(n)->pending++;
+	return 0;
+}
+
+int node_barrier(struct node *n, node_barrier_cb cb, void *arg)
+{
+	struct node_req *r;
+	int rv;
+	if ((rv = node_accepting(n)))
+		return rv;
+	r = malloc(sizeof(*r));
+	if (!r)
+		return -KV_ENOMEM;
+	r->n = n;
+	r->cb = cb;
+	r->arg = arg;
+	r->u.barrier.data = r;
+	rv = raft_barrier(&n->raft, &r->u.barrier, node_barrier_done);
+	if (rv) {
+		free(r);
+		return node_err(rv);
+	}
+	node_impl(n)->pending++;
+	return 0;
+}
+
+/* --- accessors ------------------------------------------------------------------ */
+
+/* libraft's getters take a non-const raft but only read it. */
+static struct raft *node_raft(const struct node *n)
+{
+	return (struct raft *)&n->raft;
+}
+
+bool node_is_leader(const struct node *n)
+{
+	return n->started && node_impl(n) && node_impl(n)->step == NODE_RUNNING &&
+	       raft_state(node_raft(n)) == RAFT_LEADER;
+}
+
+uint64_t node_leader(const struct node *n)
+{
+	raft_id id = 0;
+	const char *addr = NULL;
+	if (!n->started || !node_impl(n) || node_impl(n)->step >= NODE_RAFT_CLOSING)
+		return 0;
+	raft_leader(node_raft(n), &id, &addr);
+	return id;
+}
+
+uint64_t node_term(const struct node *n)
+{
+	return n->started ? raft_current_term(&n->raft) : 0;
+}
+
+uint64_t node_commit_index(const struct node *n)
+{
+	return n->started ? raft_commit_index(&n->raft) : 0;
+}
+
+uint64_t node_applied_index(const struct node *n)
+{
+	return n->started ? raft_last_applied(node_raft(n)) : 0;
+}
+
+uint64_t node_last_index(const struct node *n)
+{
+	return n->started ? raft_last_index(node_raft(n)) : 0;
+}
+
+uint64_t node_seq_base(const struct node *n)
+{
+	return node_impl(n) ? node_impl(n)->seq_base : 0;
+}
+
+/* --- shutdown -------------------------------------------------------------------- */
+
+static void node_close_step(struct node *n);
+
+/* Last step: everything of ours is off the loop. */
+static void node_closed(struct node *n)
+{
+	free(n->impl);
+	n->impl = NULL;
+	if (n->close_cb)
+		n->close_cb(n);
+}
+
+static void node_handle_closed(uv_handle_t *h)
+{
+	struct node *n = h->data;
+	struct node_impl *im = node_impl(n);
+	if (--im->handles_open > 0 || im->statfs_busy)
+		return;
+	node_closed(n);
+}
+
+static void node_finish(struct node *n)
+{
+	struct node_impl *im = node_impl(n);
+	if (im->io_inited)
+		raft_uv_close(&n->io);
+	if (im->transport_inited)
+		raft_uv_tcp_close(&n->transport);
+	im->io_inited = im->transport_inited = false;
+	n->started = false;
+	im->step = NODE_HANDLES_CLOSING;
+	if (im->timers_inited) {
+		im->handles_open = 2;
+		uv_close((uv_handle_t *)&n->tick, node_handle_closed);
+		uv_close((uv_handle_t *)&im->close_timer, node_handle_closed);
+	} else if (!im->statfs_busy) {
+		node_closed(n);
+	}
+}
+
+static void node_raft_closed(struct raft *r)
+{
+	struct node *n = r->data;
+	LOGI("raft: closed");
+	node_finish(n);
+}
+
+static void node_close_timer_cb(uv_timer_t *t)
+{
+	node_close_step(t->data);
+}
+
+static unsigned node_voters(const struct node *n)
+{
+	const struct raft_configuration *c = &n->raft.configuration;
+	unsigned i, v = 0;
+	for (i = 0; i < c->n; i++)
+		if (c->servers[i].role == RAFT_VOTER)
+			v++;
+	return v;
+}
+
+static void node_transfer_done(struct raft_transfer *req)
+{
+	struct node *n = req->data;
+	struct node_impl *im = node_impl(n);
+	uint64_t leader;
+	if (im->step != NODE_TRANSFERRING)
+		return; /* given up already, or raft_close fired it */
+	leader = node_leader(n);
+	if (raft_state(&n->raft) != RAFT_LEADER) {
+		if (leader && leader != n->srv->member_id)
+			LOGI("raft: leadership transferred to %016" PRIx64, leader);
+		else
+			LOGI("raft: stepped down, no leader known");
+		im->transfer_attempts = NODE_TRANSFER_ATTEMPTS;
+	} else {
+		/* 0.22.1 may drop the TimeoutNow of a transfer under load. */
+		LOGW("raft: leadership transfer attempt %d did not take", im->transfer_attempts);
+	}
+	uv_timer_start(&im->close_timer, node_close_timer_cb, 0, 0);
+}
+
+/* libraft fires the transfer callback only once a new leader is known or
+ * this one is leader again: never, if we fell to candidate with no quorum. */
+static void node_transfer_timeout_cb(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct node_impl *im = node_impl(n);
+	if (im->step != NODE_TRANSFERRING)
+		return;
+	LOGW("raft: leadership transfer did not finish (%s now); closing anyway",
+	     node_state_name(raft_state(&n->raft)));
+	/* raft_close fires the abandoned request; step tells it to do nothing. */
+	im->transfer_attempts = NODE_TRANSFER_ATTEMPTS;
+	node_close_step(n);
+}
+
+/* The shutdown state machine, advanced by close_timer and callbacks. */
+static void node_close_step(struct node *n)
+{
+	struct node_impl *im = node_impl(n);
+	int rv;
+
+	if (im->step == NODE_DRAINING) {
+		if (im->pending > 0 && uv_now(n->srv->loop) < im->drain_deadline) {
+			uv_timer_start(&im->close_timer, node_close_timer_cb, NODE_DRAIN_POLL_MS, 0);
+			return;
+		}
+		if (im->pending > 0)
+			LOGW("raft: closing with %u request(s) still pending", im->pending);
+		im->step = NODE_TRANSFERRING;
+	}
+	if (im->step == NODE_TRANSFERRING) {
+		uint64_t now = uv_now(n->srv->loop);
+		if (im->transfer_attempts == 0)
+			im->transfer_deadline = now + 2 * (uint64_t)n->srv->cfg->election_ms;
+		if (im->transfer_attempts < NODE_TRANSFER_ATTEMPTS && now < im->transfer_deadline &&
+		    raft_state(&n->raft) == RAFT_LEADER && node_voters(n) > 1) {
+			im->transfer_attempts++;
+			memset(&im->transfer, 0, sizeof(im->transfer));
+			im->transfer.data = n;
+			rv = raft_transfer(&n->raft, &im->transfer, 0, node_transfer_done);
+			if (rv == 0) {
+				/* libraft gives up by itself after one election
+				 * timeout, but only while it can see a leader. */
+				uv_timer_start(&im->close_timer, node_transfer_timeout_cb,
+					       im->transfer_deadline - now, 0);
+				return;
+			}
+			LOGW("raft: leadership transfer: %s", raft_strerror(rv));
+		}
+		im->step = NODE_RAFT_CLOSING;
+		uv_timer_stop(&n->tick);
+		raft_close(&n->raft, node_raft_closed);
+	}
+}
+
+void node_close(struct node *n, node_close_cb cb)
+{
+	struct node_impl *im = node_impl(n);
+	uint64_t wait;
+
+	n->close_cb = cb;
+	if (!im) {
+		if (cb)
+			cb(n);
+		return;
+	}
+	if (im->step != NODE_RUNNING)
+		return;
+	if (!im->raft_inited) {
+		node_finish(n);
+		return;
+	}
+	if (!n->started) {
+		im->step = NODE_RAFT_CLOSING;
+		raft_close(&n->raft, node_raft_closed);
+		return;
+	}
+	/* Bounded: a write that cannot commit (no quorum, disk full) must not
+	 * hold shutdown hostage; its outcome stays unknown either way.  With
+	 * the transfer's own bound, closing takes at most 3 election timeouts
+	 * (plus 1 s for tiny timeouts) before raft_close. */
+	wait = n->srv->cfg->election_ms;
+	if (wait < 1000)
+		wait = 1000;
+	im->drain_deadline = uv_now(n->srv->loop) + wait;
+	im->step = NODE_DRAINING;
+	node_close_step(n);
+}
