@@ -1,0 +1,1057 @@
+/*
+ * grpc: the gRPC transport (see grpc.h).  Bytes from the listener go into
+ * nghttp2_session_mem_recv; nghttp2 calls back per stream:
+ *
+ *   HEADERS   -> a struct rpc_call: :path routed through rpc_method_find,
+ *                grpc-timeout armed as a uv timer, metadata kept for
+ *                rpc_call_header(); unknown paths end trailers-only.
+ *   DATA      -> length-prefixed messages reassembled.  A message that sits
+ *                whole in one chunk is handed over in place (no copy);
+ *                otherwise it is copied into a buffer of the announced size,
+ *                allocated only after the size passed the receive limit.
+ *                Streaming calls get each message as it completes, unary
+ *                calls their one message at END_STREAM.
+ *   close     -> the call is detached: gone if unfinished, on_close once,
+ *                freed when the last rpc_call_release() drops it.
+ *
+ * Responses: rpc_call_send queues packed messages behind the response
+ * HEADERS and a deferred nghttp2 data provider (so the client's flow-control
+ * windows are honoured); rpc_call_finish ends with trailers, or with one
+ * trailers-only HEADERS frame when nothing was sent.  After our END_STREAM, a
+ * stream the client has not half-closed is reset with NO_ERROR, as grpc-go
+ * does, so clients stop uploading to a call that is over.  The listener's
+ * flush pulls frames out with nghttp2_session_mem_send.
+ */
+#include "server/grpc.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <nghttp2/nghttp2.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "server/config.h"
+#include "server/rpc.h"
+#include "server/server.h"
+
+#define GRPC_STREAM_WINDOW (1 << 20)
+#define GRPC_CONN_WINDOW (16 << 20)
+#define GRPC_DEFAULT_MAX_REQUEST 1572864u
+/* Longest grpc-message text we send (before percent-encoding). */
+#define GRPC_MESSAGE_MAX 1024
+
+struct grpc_session {
+	nghttp2_session *h2;
+	struct conn *conn;
+	LIST_HEAD(, rpc_call) calls;
+	size_t buffered;  /* bytes allocated for partly received messages */
+	uint32_t max_recv; /* receive limit per message */
+};
+
+/* One queued response message: prefix and protobuf, packed once. */
+struct grpc_out {
+	struct grpc_out *next;
+	size_t len;
+	size_t off; /* bytes already given to nghttp2 */
+	uint8_t data[];
+};
+
+struct rpc_call {
+	struct grpc_session *sess; /* NULL once detached */
+	struct server *srv;
+	const struct rpc_method *method;
+	void *data;
+	LIST_ENTRY(rpc_call) link;
+	int32_t stream_id;
+	uint32_t refs;
+	/* request headers: "name\0value\0" pairs, bounded by hdr_bytes */
+	char *md;
+	uint32_t md_len;
+	uint32_t md_cap;
+	uint32_t hdr_bytes;
+	uint64_t timeout_ms;
+	char *reject_msg;          /* unroutable :path, answered at END_HEADERS */
+	enum grpc_code reject_code;
+	/* receiving */
+	uint8_t prefix[5];
+	uint8_t prefix_len;
+	uint8_t *rbuf;             /* message being reassembled */
+	uint32_t rlen;
+	uint32_t rhave;
+	uint8_t *pending;          /* unary: complete message awaiting END_STREAM */
+	uint32_t pending_len;
+	/* sending */
+	struct grpc_out *out_head;
+	struct grpc_out *out_tail;
+	char *fin_msg;             /* percent-encoded, for the trailers */
+	enum grpc_code fin_code;
+	uv_timer_t timer;
+	bool has_timeout : 1;
+	bool timer_on : 1;
+	bool ct_ok : 1;            /* content-type application/grpc[+-;]... */
+	bool ct_proto : 1;         /* ... exactly application/grpc+proto */
+	bool bad_timeout : 1;
+	bool eos_frame : 1;        /* the DATA frame being read ends the stream */
+	bool has_pending : 1;
+	bool delivered : 1;        /* unary: the message went to the service */
+	bool headers_sent : 1;
+	bool finished : 1;
+	bool gone : 1;
+	bool closed : 1;           /* on_close ran */
+	bool deferred : 1;         /* the data provider waits for output */
+};
+
+static nghttp2_session_callbacks *grpc_callbacks;
+static nghttp2_option *grpc_option;
+
+#define GRPC_NV(n, v)                                                                   \
+	{                                                                               \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,           \
+			NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE    \
+	}
+
+static const nghttp2_nv grpc_response_nva[] = {
+	GRPC_NV(":status", "200"),
+	GRPC_NV("content-type", "application/grpc"),
+};
+
+/* grpc-go answers in the subtype it was asked in. */
+static const nghttp2_nv grpc_response_proto_nva[] = {
+	GRPC_NV(":status", "200"),
+	GRPC_NV("content-type", "application/grpc+proto"),
+};
+
+static const uint8_t grpc_empty[1];
+
+static void grpc_call_detach(struct rpc_call *call);
+
+/* --- small helpers ---------------------------------------------------- */
+
+static uint32_t grpc_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static bool grpc_streaming_in(const struct rpc_call *call)
+{
+	return call->method->kind == RPC_BIDI_STREAM;
+}
+
+/* gRPC: grpc-message is percent-encoded outside printable ASCII, and '%'. */
+static char *grpc_percent_encode(const char *msg)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t len = strnlen(msg, GRPC_MESSAGE_MAX), i;
+	char *out = malloc(len * 3 + 1), *q = out;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		uint8_t ch = (uint8_t)msg[i];
+		if (ch >= 0x20 && ch <= 0x7e && ch != '%') {
+			*q++ = (char)ch;
+		} else {
+			*q++ = '%';
+			*q++ = hex[ch >> 4];
+			*q++ = hex[ch & 15];
+		}
+	}
+	*q = '\0';
+	return out;
+}
+
+/* grpc-timeout: 1-8 digits and a unit (H M S m u n), as grpc-go decodes it. */
+static int grpc_timeout_parse(const uint8_t *v, size_t len, uint64_t *ms)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	if (len < 2 || len > 9)
+		return -1;
+	for (i = 0; i + 1 < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	switch (v[len - 1]) {
+	case 'H': *ms = n * 3600000; break;
+	case 'M': *ms = n * 60000; break;
+	case 'S': *ms = n * 1000; break;
+	case 'm': *ms = n; break;
+	case 'u': *ms = (n + 999) / 1000; break;
+	case 'n': *ms = (n + 999999) / 1000000; break;
+	default: return -1;
+	}
+	return 0;
+}
+
+/* grpc-go accepts "application/grpc" optionally followed by "+sub" or ";...". */
+static bool grpc_content_type_ok(const uint8_t *v, size_t len)
+{
+	static const char base[] = "application/grpc";
+	size_t n = sizeof(base) - 1;
+	if (len < n || memcmp(v, base, n) != 0)
+		return false;
+	return len == n || v[n] == '+' || v[n] == ';';
+}
+
+static bool grpc_name_is(const uint8_t *name, size_t len, const char *lit)
+{
+	return strlen(lit) == len && memcmp(name, lit, len) == 0;
+}
+
+/* Headers the transport consumes or that no service needs to see. */
+static bool grpc_header_skipped(const uint8_t *name, size_t len)
+{
+	return grpc_name_is(name, len, "te") || grpc_name_is(name, len, "user-agent") ||
+	       grpc_name_is(name, len, "grpc-accept-encoding") ||
+	       grpc_name_is(name, len, "accept-encoding");
+}
+
+static int grpc_md_add(struct rpc_call *call, const uint8_t *name, size_t nlen, const uint8_t *value,
+		       size_t vlen)
+{
+	size_t need = call->md_len + nlen + vlen + 2;
+	if (need > call->md_cap) {
+		size_t cap = call->md_cap ? call->md_cap : 64;
+		char *md;
+		while (cap < need)
+			cap *= 2;
+		md = realloc(call->md, cap);
+		if (!md)
+			return -KV_ENOMEM;
+		call->md = md;
+		call->md_cap = (uint32_t)cap;
+	}
+	memcpy(call->md + call->md_len, name, nlen);
+	call->md[call->md_len + nlen] = '\0';
+	memcpy(call->md + call->md_len + nlen + 1, value, vlen);
+	call->md[call->md_len + nlen + 1 + vlen] = '\0';
+	call->md_len = (uint32_t)need;
+	return 0;
+}
+
+/* --- call lifetime ------------------------------------------------------ */
+
+static void grpc_call_free(struct rpc_call *call)
+{
+	struct grpc_out *o;
+	while ((o = call->out_head)) {
+		call->out_head = o->next;
+		free(o);
+	}
+	free(call->rbuf);
+	free(call->pending);
+	free(call->md);
+	free(call->reject_msg);
+	free(call->fin_msg);
+	free(call);
+}
+
+void rpc_call_hold(struct rpc_call *call)
+{
+	call->refs++;
+}
+
+void rpc_call_release(struct rpc_call *call)
+{
+	if (--call->refs == 0)
+		grpc_call_free(call);
+}
+
+static void grpc_timer_close_cb(uv_handle_t *h)
+{
+	rpc_call_release(h->data);
+}
+
+static void grpc_timer_stop(struct rpc_call *call)
+{
+	if (!call->timer_on)
+		return;
+	call->timer_on = false;
+	uv_close((uv_handle_t *)&call->timer, grpc_timer_close_cb);
+}
+
+/* Frees input buffers; keeps the accounting of the session right. */
+static void grpc_call_drop_input(struct rpc_call *call)
+{
+	struct grpc_session *gs = call->sess;
+	if (call->rbuf) {
+		if (gs)
+			gs->buffered -= call->rlen;
+		free(call->rbuf);
+		call->rbuf = NULL;
+	}
+	if (call->pending) {
+		if (gs)
+			gs->buffered -= call->pending_len;
+		free(call->pending);
+		call->pending = NULL;
+	}
+	call->prefix_len = 0;
+}
+
+/* Drops queued output, except a message nghttp2 has begun to send (cutting
+ * it would break the framing of the stream). */
+static void grpc_call_drop_output(struct rpc_call *call, bool keep_started)
+{
+	struct grpc_out *o = call->out_head, *next;
+	if (keep_started && o && o->off > 0) {
+		next = o->next;
+		o->next = NULL;
+		call->out_tail = o;
+		o = next;
+	} else {
+		call->out_head = call->out_tail = NULL;
+	}
+	while (o) {
+		next = o->next;
+		free(o);
+		o = next;
+	}
+}
+
+/* The stream is over (closed, reset, connection gone). */
+static void grpc_call_detach(struct rpc_call *call)
+{
+	struct grpc_session *gs = call->sess;
+
+	if (!gs)
+		return;
+	call->gone = true;
+	grpc_call_drop_input(call);
+	grpc_call_drop_output(call, false);
+	grpc_timer_stop(call);
+	LIST_REMOVE(call, link);
+	call->sess = NULL;
+	if (call->method && !call->closed) {
+		call->closed = true;
+		if (call->method->on_close)
+			call->method->on_close(call);
+	}
+	rpc_call_release(call);
+}
+
+/* --- sending ------------------------------------------------------------ */
+
+static int grpc_submit_trailers(struct rpc_call *call)
+{
+	char status[12];
+	const char *msg = call->fin_msg ? call->fin_msg : "";
+	nghttp2_nv nva[2] = {
+		GRPC_NV("grpc-status", ""),
+		GRPC_NV("grpc-message", ""),
+	};
+	int rv;
+
+	snprintf(status, sizeof(status), "%d", (int)call->fin_code);
+	nva[0].value = (uint8_t *)status;
+	nva[0].valuelen = strlen(status);
+	nva[0].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
+	nva[1].value = (uint8_t *)msg;
+	nva[1].valuelen = strlen(msg);
+	nva[1].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
+	rv = nghttp2_submit_trailer(call->sess->h2, call->stream_id, nva, 2);
+	free(call->fin_msg);
+	call->fin_msg = NULL;
+	return rv;
+}
+
+static ssize_t grpc_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length,
+			      uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	struct rpc_call *call = source->ptr;
+	struct grpc_out *o;
+	size_t n = 0, take;
+
+	while (n < length && (o = call->out_head)) {
+		take = o->len - o->off;
+		if (take > length - n)
+			take = length - n;
+		memcpy(buf + n, o->data + o->off, take);
+		o->off += take;
+		n += take;
+		if (o->off == o->len) {
+			call->out_head = o->next;
+			if (!call->out_head)
+				call->out_tail = NULL;
+			free(o);
+		}
+	}
+	if (!call->out_head && call->finished) {
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (grpc_submit_trailers(call))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		return (ssize_t)n;
+	}
+	if (n == 0) {
+		call->deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	return (ssize_t)n;
+}
+
+/* Makes nghttp2 pull the call's output: response HEADERS first, then the
+ * data provider, woken up if it was waiting. */
+static int grpc_call_kick(struct rpc_call *call)
+{
+	struct grpc_session *gs = call->sess;
+	int rv;
+
+	if (!call->headers_sent) {
+		nghttp2_data_provider prd;
+		prd.source.ptr = call;
+		prd.read_callback = grpc_data_read;
+		rv = nghttp2_submit_response(gs->h2, call->stream_id,
+					     call->ct_proto ? grpc_response_proto_nva : grpc_response_nva, 2, &prd);
+		if (rv) {
+			LOGD("stream %d: submit response: %s", call->stream_id, nghttp2_strerror(rv));
+			return -KV_EINTERNAL;
+		}
+		call->headers_sent = true;
+	} else if (call->deferred) {
+		call->deferred = false;
+		nghttp2_session_resume_data(gs->h2, call->stream_id);
+	}
+	conn_want_flush(gs->conn);
+	return 0;
+}
+
+/* Ends the call with a status.  by_transport: the transport ended it
+ * (deadline, bad input), so the service's later sends become no-ops. */
+static int grpc_call_end(struct rpc_call *call, enum grpc_code code, const char *message, bool by_transport)
+{
+	struct grpc_session *gs = call->sess;
+	char *msg;
+	int rv;
+
+	if (!gs || call->finished)
+		return 0;
+	call->finished = true;
+	if (by_transport)
+		call->gone = true;
+	grpc_timer_stop(call);
+	grpc_call_drop_input(call);
+	if (by_transport)
+		grpc_call_drop_output(call, true);
+	msg = grpc_percent_encode(message ? message : "");
+	if (!msg)
+		return -KV_ENOMEM;
+	if (!call->headers_sent) {
+		char status[12];
+		nghttp2_nv nva[4] = {
+			GRPC_NV(":status", "200"),
+			GRPC_NV("content-type", "application/grpc"),
+			GRPC_NV("grpc-status", ""),
+			GRPC_NV("grpc-message", ""),
+		};
+		snprintf(status, sizeof(status), "%d", (int)code);
+		if (call->ct_proto)
+			nva[1] = grpc_response_proto_nva[1];
+		nva[2].value = (uint8_t *)status;
+		nva[2].valuelen = strlen(status);
+		nva[2].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
+		nva[3].value = (uint8_t *)msg;
+		nva[3].valuelen = strlen(msg);
+		nva[3].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
+		/* No data provider: one HEADERS frame with END_STREAM. */
+		rv = nghttp2_submit_response(gs->h2, call->stream_id, nva, 4, NULL);
+		free(msg);
+		call->headers_sent = true;
+		if (rv) {
+			LOGD("stream %d: submit trailers-only: %s", call->stream_id, nghttp2_strerror(rv));
+			return -KV_EINTERNAL;
+		}
+		conn_want_flush(gs->conn);
+		return 0;
+	}
+	call->fin_code = code;
+	call->fin_msg = msg;
+	return grpc_call_kick(call);
+}
+
+struct server *rpc_call_server(const struct rpc_call *call)
+{
+	return call->srv;
+}
+
+void *rpc_call_data(const struct rpc_call *call)
+{
+	return call->data;
+}
+
+void rpc_call_set_data(struct rpc_call *call, void *data)
+{
+	call->data = data;
+}
+
+const char *rpc_call_header(const struct rpc_call *call, const char *name)
+{
+	const char *p = call->md, *end = call->md + call->md_len, *v;
+
+	while (p && p < end) {
+		v = p + strlen(p) + 1;
+		if (strcmp(p, name) == 0)
+			return v;
+		p = v + strlen(v) + 1;
+	}
+	return NULL;
+}
+
+bool rpc_call_gone(const struct rpc_call *call)
+{
+	return call->gone;
+}
+
+int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	struct grpc_out *o;
+	size_t size;
+
+	if (call->gone || call->finished || !call->sess)
+		return -KV_ECANCELED;
+	size = protobuf_c_message_get_packed_size(msg);
+	if (size > INT32_MAX)
+		return -KV_EINTERNAL;
+	o = malloc(sizeof(*o) + 5 + size);
+	if (!o)
+		return -KV_ENOMEM;
+	o->next = NULL;
+	o->len = 5 + size;
+	o->off = 0;
+	o->data[0] = 0;
+	o->data[1] = (uint8_t)(size >> 24);
+	o->data[2] = (uint8_t)(size >> 16);
+	o->data[3] = (uint8_t)(size >> 8);
+	o->data[4] = (uint8_t)size;
+	protobuf_c_message_pack(msg, o->data + 5);
+	if (call->out_tail)
+		call->out_tail->next = o;
+	else
+		call->out_head = o;
+	call->out_tail = o;
+	return grpc_call_kick(call);
+}
+
+int rpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message)
+{
+	if (call->gone || call->finished || !call->sess)
+		return 0;
+	return grpc_call_end(call, code, message, false);
+}
+
+int rpc_call_finish(struct rpc_call *call, int err)
+{
+	return rpc_call_finish_status(call, kv_err_grpc_code(err), kv_err_message(err));
+}
+
+/* --- receiving ---------------------------------------------------------- */
+
+static void grpc_timer_cb(uv_timer_t *t)
+{
+	struct rpc_call *call = t->data;
+	if (call->finished || !call->sess)
+		return;
+	grpc_call_end(call, GRPC_DEADLINE_EXCEEDED, "context deadline exceeded", true);
+}
+
+static void grpc_call_deliver(struct rpc_call *call, const uint8_t *msg, size_t len)
+{
+	if (!grpc_streaming_in(call))
+		call->delivered = true;
+	rpc_call_hold(call);
+	call->method->on_message(call, msg ? msg : grpc_empty, len);
+	rpc_call_release(call);
+}
+
+/* Checks a message prefix.  Returns 0 to go on, -1 when the call was ended. */
+static int grpc_call_check_prefix(struct rpc_call *call, uint8_t flag, uint32_t len)
+{
+	struct grpc_session *gs = call->sess;
+	char msg[160];
+
+	if (flag > 1) {
+		snprintf(msg, sizeof(msg), "grpc: received unexpected payload format %d", flag);
+		grpc_call_end(call, GRPC_INTERNAL, msg, true);
+		return -1;
+	}
+	if (flag == 1) {
+		/* Unknown encodings were refused at HEADERS, so this one
+		 * claims compression without naming any. */
+		grpc_call_end(call, GRPC_INTERNAL, "grpc: compressed flag set with identity or empty encoding",
+			      true);
+		return -1;
+	}
+	if (len > gs->max_recv) {
+		snprintf(msg, sizeof(msg), "grpc: received message larger than max (%" PRIu32 " vs. %" PRIu32 ")",
+			 len, gs->max_recv);
+		grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, msg, true);
+		return -1;
+	}
+	return 0;
+}
+
+/* Feeds DATA payload bytes of one stream through the message reassembly. */
+static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
+{
+	struct grpc_session *gs = call->sess;
+	size_t take;
+	uint32_t mlen;
+
+	while (len > 0 && !call->finished && call->sess) {
+		/* Unary: grpc-go reads one message and ignores the rest. */
+		if (!grpc_streaming_in(call) && (call->delivered || call->has_pending))
+			return;
+		if (!call->rbuf) {
+			take = 5 - call->prefix_len;
+			if (take > len)
+				take = len;
+			memcpy(call->prefix + call->prefix_len, p, take);
+			call->prefix_len = (uint8_t)(call->prefix_len + take);
+			p += take;
+			len -= take;
+			if (call->prefix_len < 5)
+				return;
+			call->prefix_len = 0;
+			mlen = grpc_be32(call->prefix + 1);
+			if (grpc_call_check_prefix(call, call->prefix[0], mlen))
+				return;
+			if (grpc_streaming_in(call) ? mlen <= len : (call->eos_frame && mlen == len)) {
+				/* Whole in this chunk: hand it over in place. */
+				grpc_call_deliver(call, p, mlen);
+				p += mlen;
+				len -= mlen;
+				continue;
+			}
+			if (mlen == 0) {
+				call->has_pending = true; /* unary, empty */
+				call->pending_len = 0;
+				continue;
+			}
+			if (gs->buffered + mlen > GRPC_CONN_BUFFER_MAX) {
+				grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED,
+					      kv_err_message(KV_ETOOMANYREQUESTS), true);
+				return;
+			}
+			call->rbuf = malloc(mlen);
+			if (!call->rbuf) {
+				grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ENOMEM), true);
+				return;
+			}
+			gs->buffered += mlen;
+			call->rlen = mlen;
+			call->rhave = 0;
+		}
+		take = call->rlen - call->rhave;
+		if (take > len)
+			take = len;
+		memcpy(call->rbuf + call->rhave, p, take);
+		call->rhave += (uint32_t)take;
+		p += take;
+		len -= take;
+		if (call->rhave < call->rlen)
+			return;
+		if (grpc_streaming_in(call)) {
+			uint8_t *m = call->rbuf;
+			call->rbuf = NULL;
+			gs->buffered -= call->rlen;
+			grpc_call_deliver(call, m, call->rlen);
+			free(m);
+		} else {
+			call->pending = call->rbuf;
+			call->pending_len = call->rlen;
+			call->has_pending = true;
+			call->rbuf = NULL;
+		}
+	}
+}
+
+/* The client half-closed the stream. */
+static void grpc_call_eos(struct rpc_call *call)
+{
+	if (call->finished || !call->sess || !call->method)
+		return;
+	if (call->rbuf || call->prefix_len) {
+		grpc_call_end(call, GRPC_UNKNOWN, "unexpected EOF", true);
+		return;
+	}
+	if (grpc_streaming_in(call)) {
+		if (call->method->on_half_close) {
+			rpc_call_hold(call);
+			call->method->on_half_close(call);
+			rpc_call_release(call);
+		}
+		return;
+	}
+	if (call->has_pending) {
+		uint8_t *m = call->pending;
+		uint32_t mlen = call->pending_len;
+		call->pending = NULL;
+		call->has_pending = false;
+		if (m)
+			call->sess->buffered -= mlen;
+		grpc_call_deliver(call, m, mlen);
+		free(m);
+	} else if (!call->delivered) {
+		/* grpc-go: the request stream ended before any message. */
+		grpc_call_end(call, GRPC_UNKNOWN, "EOF", true);
+	}
+	if (call->method->on_half_close && call->sess && !call->finished) {
+		rpc_call_hold(call);
+		call->method->on_half_close(call);
+		rpc_call_release(call);
+	}
+}
+
+/* END_HEADERS of the request: route, check, arm the deadline. */
+static void grpc_call_start(struct rpc_call *call)
+{
+	struct grpc_session *gs = call->sess;
+	const char *enc;
+	char msg[200];
+
+	if (!call->ct_ok || call->bad_timeout) {
+		/* etcd (grpc-go behind cmux) resets non-gRPC h2c requests, and
+		 * requests with a malformed grpc-timeout. */
+		call->finished = true;
+		nghttp2_submit_rst_stream(gs->h2, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_PROTOCOL_ERROR);
+		return;
+	}
+	if (call->reject_msg || !call->method) {
+		grpc_call_end(call, call->reject_msg ? call->reject_code : GRPC_UNIMPLEMENTED,
+			      call->reject_msg ? call->reject_msg : "malformed method name: \"\"", true);
+		return;
+	}
+	enc = rpc_call_header(call, "grpc-encoding");
+	if (enc && *enc && strcmp(enc, "identity") != 0) {
+		snprintf(msg, sizeof(msg), "grpc: Decompressor is not installed for grpc-encoding \"%.100s\"", enc);
+		grpc_call_end(call, GRPC_UNIMPLEMENTED, msg, true);
+		return;
+	}
+	if (call->has_timeout) {
+		uv_timer_init(gs->conn->srv->loop, &call->timer);
+		call->timer.data = call;
+		call->timer_on = true;
+		call->refs++; /* dropped by the timer's close callback */
+		uv_timer_start(&call->timer, grpc_timer_cb, call->timeout_ms, 0);
+	}
+}
+
+/* :path -> method, or the exact grpc-go refusal for later. */
+static int grpc_call_route(struct rpc_call *call, const uint8_t *path, size_t len)
+{
+	const char *sm = (const char *)path, *slash;
+	size_t smlen = len, svclen;
+	bool known = false;
+
+	call->method = rpc_method_find((const char *)path, len, &known);
+	if (call->method)
+		return 0;
+	if (smlen > 0 && sm[0] == '/') {
+		sm++;
+		smlen--;
+	}
+	slash = NULL;
+	for (size_t i = smlen; i > 0; i--) {
+		if (sm[i - 1] == '/') {
+			slash = sm + i - 1;
+			break;
+		}
+	}
+	call->reject_msg = malloc(len + 64);
+	if (!call->reject_msg)
+		return -KV_ENOMEM;
+	if (!slash) {
+		call->reject_code = GRPC_RESOURCE_EXHAUSTED; /* sic, grpc-go */
+		snprintf(call->reject_msg, len + 64, "malformed method name: \"%.*s\"", (int)len, (const char *)path);
+		return 0;
+	}
+	call->reject_code = GRPC_UNIMPLEMENTED;
+	svclen = (size_t)(slash - sm);
+	if (!known)
+		snprintf(call->reject_msg, len + 64, "unknown service %.*s", (int)svclen, sm);
+	else
+		snprintf(call->reject_msg, len + 64, "unknown method %.*s for service %.*s",
+			 (int)(smlen - svclen - 1), slash + 1, (int)svclen, sm);
+	return 0;
+}
+
+/* --- nghttp2 callbacks ---------------------------------------------------- */
+
+static int grpc_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
+{
+	struct grpc_session *gs = user_data;
+	struct rpc_call *call;
+
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	call = calloc(1, sizeof(*call));
+	if (!call)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	call->sess = gs;
+	call->srv = gs->conn->srv;
+	call->stream_id = frame->hd.stream_id;
+	call->refs = 1; /* the stream's */
+	LIST_INSERT_HEAD(&gs->calls, call, link);
+	if (nghttp2_session_set_stream_user_data(h2, frame->hd.stream_id, call)) {
+		LIST_REMOVE(call, link);
+		free(call);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	return 0;
+}
+
+static int grpc_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+			  const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
+{
+	struct rpc_call *call;
+
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0; /* trailers from the client carry nothing we use */
+	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (!call)
+		return 0;
+	call->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
+	if (call->hdr_bytes > GRPC_MAX_HEADER_LIST)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (namelen > 0 && name[0] == ':') {
+		if (grpc_name_is(name, namelen, ":path") && !call->method && !call->reject_msg &&
+		    grpc_call_route(call, value, valuelen))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		return 0;
+	}
+	if (grpc_name_is(name, namelen, "content-type")) {
+		call->ct_ok = grpc_content_type_ok(value, valuelen);
+		call->ct_proto = grpc_name_is(value, valuelen, "application/grpc+proto");
+		return 0;
+	}
+	if (grpc_name_is(name, namelen, "grpc-timeout")) {
+		if (grpc_timeout_parse(value, valuelen, &call->timeout_ms))
+			call->bad_timeout = true;
+		else
+			call->has_timeout = true;
+		return 0;
+	}
+	if (grpc_header_skipped(name, namelen))
+		return 0;
+	if (grpc_md_add(call, name, namelen, value, valuelen))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int grpc_on_begin_frame(nghttp2_session *h2, const nghttp2_frame_hd *hd, void *user_data)
+{
+	struct rpc_call *call;
+	if (hd->type != NGHTTP2_DATA)
+		return 0;
+	call = nghttp2_session_get_stream_user_data(h2, hd->stream_id);
+	if (call)
+		call->eos_frame = (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0;
+	return 0;
+}
+
+static int grpc_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
+			      size_t len, void *user_data)
+{
+	struct rpc_call *call = nghttp2_session_get_stream_user_data(h2, stream_id);
+	if (!call || call->finished || !call->method)
+		return 0;
+	rpc_call_hold(call);
+	grpc_call_input(call, data, len);
+	rpc_call_release(call);
+	return 0;
+}
+
+static int grpc_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
+{
+	struct rpc_call *call;
+
+	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+		return 0;
+	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (!call)
+		return 0;
+	rpc_call_hold(call);
+	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+		grpc_call_start(call);
+	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		grpc_call_eos(call);
+	rpc_call_release(call);
+	return 0;
+}
+
+static int grpc_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
+{
+	/* Our END_STREAM went out while the client is still sending: tell it
+	 * to stop, as grpc-go does after writing the status. */
+	if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+	    nghttp2_session_get_stream_remote_close(h2, frame->hd.stream_id) == 0)
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+	return 0;
+}
+
+static int grpc_on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code, void *user_data)
+{
+	struct rpc_call *call = nghttp2_session_get_stream_user_data(h2, stream_id);
+	if (call)
+		grpc_call_detach(call);
+	return 0;
+}
+
+static int grpc_on_error(nghttp2_session *h2, int lib_error_code, const char *msg, size_t len, void *user_data)
+{
+	struct grpc_session *gs = user_data;
+	LOGD("conn %p: http2: %.*s", (void *)gs->conn, (int)len, msg);
+	return 0;
+}
+
+static int grpc_setup(void)
+{
+	nghttp2_session_callbacks *cb;
+
+	if (grpc_callbacks)
+		return 0;
+	if (nghttp2_session_callbacks_new(&cb))
+		return -KV_ENOMEM;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, grpc_on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cb, grpc_on_header);
+	nghttp2_session_callbacks_set_on_begin_frame_callback(cb, grpc_on_begin_frame);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, grpc_on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, grpc_on_frame_recv);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, grpc_on_frame_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, grpc_on_stream_close);
+	nghttp2_session_callbacks_set_error_callback2(cb, grpc_on_error);
+	if (nghttp2_option_new(&grpc_option)) {
+		nghttp2_session_callbacks_del(cb);
+		return -KV_ENOMEM;
+	}
+	/* Nothing here uses priorities: keep no state for closed streams. */
+	nghttp2_option_set_no_closed_streams(grpc_option, 1);
+	grpc_callbacks = cb;
+	return 0;
+}
+
+/* --- conn_proto ------------------------------------------------------- */
+
+static int grpc_start(struct conn *c)
+{
+	nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, GRPC_MAX_STREAMS},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, GRPC_STREAM_WINDOW},
+		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, GRPC_MAX_HEADER_LIST},
+	};
+	const struct config *cfg = c->srv->cfg;
+	struct grpc_session *gs;
+	uint64_t max;
+	int rv;
+
+	/* --max-concurrent-streams (etcd's default is 2^32-1), capped so one
+	 * connection cannot pin unbounded call state. */
+	if (cfg && cfg->max_concurrent_streams && cfg->max_concurrent_streams < GRPC_MAX_STREAMS)
+		iv[0].value = cfg->max_concurrent_streams;
+
+	rv = grpc_setup();
+	if (rv)
+		return rv;
+	gs = calloc(1, sizeof(*gs));
+	if (!gs)
+		return -KV_ENOMEM;
+	gs->conn = c;
+	LIST_INIT(&gs->calls);
+	max = cfg && cfg->max_request_bytes ? cfg->max_request_bytes : GRPC_DEFAULT_MAX_REQUEST;
+	max += GRPC_RECV_EXTRA;
+	gs->max_recv = max > INT32_MAX ? INT32_MAX : (uint32_t)max;
+	if (nghttp2_session_server_new2(&gs->h2, grpc_callbacks, gs, grpc_option)) {
+		free(gs);
+		return -KV_ENOMEM;
+	}
+	/* Our SETTINGS go out with the first flush, right after the preface
+	 * arrives: grpc-go waits for them before using the connection. */
+	rv = nghttp2_submit_settings(gs->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+	if (rv == 0)
+		rv = nghttp2_session_set_local_window_size(gs->h2, NGHTTP2_FLAG_NONE, 0, GRPC_CONN_WINDOW);
+	if (rv) {
+		nghttp2_session_del(gs->h2);
+		free(gs);
+		return -KV_ENOMEM;
+	}
+	c->proto_data = gs;
+	return 0;
+}
+
+static int grpc_recv(struct conn *c, const uint8_t *buf, size_t len)
+{
+	struct grpc_session *gs = c->proto_data;
+	ssize_t rv;
+
+	if (len == 0)
+		return -KV_ECANCELED; /* peer closed: nothing left to answer to */
+	rv = nghttp2_session_mem_recv(gs->h2, buf, len);
+	if (rv < 0) {
+		LOGD("conn %p: http2 recv: %s", (void *)c, nghttp2_strerror((int)rv));
+		return -KV_EMALFORMED;
+	}
+	return 0;
+}
+
+static int grpc_flush(struct conn *c)
+{
+	struct grpc_session *gs = c->proto_data;
+	const uint8_t *data;
+	ssize_t n;
+	int rv;
+
+	for (;;) {
+		if (conn_out_full(c))
+			return nghttp2_session_want_write(gs->h2) ? 1 : 0;
+		n = nghttp2_session_mem_send(gs->h2, &data);
+		if (n < 0) {
+			LOGD("conn %p: http2 send: %s", (void *)c, nghttp2_strerror((int)n));
+			return -KV_EINTERNAL;
+		}
+		if (n == 0)
+			break;
+		rv = conn_out(c, data, (size_t)n);
+		if (rv)
+			return rv;
+	}
+	return 0;
+}
+
+static bool grpc_done(struct conn *c)
+{
+	struct grpc_session *gs = c->proto_data;
+	return !nghttp2_session_want_read(gs->h2) && !nghttp2_session_want_write(gs->h2);
+}
+
+static void grpc_shutdown(struct conn *c)
+{
+	struct grpc_session *gs = c->proto_data;
+	/* Streams already seen may finish; clients retry the rest elsewhere. */
+	nghttp2_submit_goaway(gs->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(gs->h2),
+			      NGHTTP2_NO_ERROR, NULL, 0);
+}
+
+static void grpc_free(struct conn *c)
+{
+	struct grpc_session *gs = c->proto_data;
+	struct rpc_call *call;
+
+	while ((call = LIST_FIRST(&gs->calls)))
+		grpc_call_detach(call);
+	nghttp2_session_del(gs->h2);
+	free(gs);
+	c->proto_data = NULL;
+}
+
+const struct conn_proto grpc_proto = {
+	.name = "grpc",
+	.start = grpc_start,
+	.recv = grpc_recv,
+	.flush = grpc_flush,
+	.done = grpc_done,
+	.shutdown = grpc_shutdown,
+	.free = grpc_free,
+};

@@ -1,0 +1,31 @@
+/*
+ * grpc: gRPC over HTTP/2 (h2c, prior knowledge) on a client connection.
+ * One nghttp2 server session per connection; each request stream becomes a
+ * struct rpc_call routed through rpc_method_find() and served by the
+ * services through the rpc.h contract (grpc.c implements every rpc_call_*).
+ *
+ * Limits (as etcd/grpc-go where they exist):
+ *   receive: --max-request-bytes + 512 KiB per message, checked from the
+ *     5-byte prefix before anything is allocated (RESOURCE_EXHAUSTED
+ *     "grpc: received message larger than max (N vs. M)");
+ *   64 KiB of request headers per stream; concurrent streams per
+ *     connection: --max-concurrent-streams, at most GRPC_MAX_STREAMS (etcd
+ *     advertises 2^32-1; clients queue above the limit, so only abusive
+ *     ones notice); GRPC_CONN_BUFFER_MAX bytes of partly received messages
+ *     per connection (beyond: RESOURCE_EXHAUSTED "etcdserver: too many
+ *     requests").
+ */
+#ifndef RAFTKV_GRPC_H
+#define RAFTKV_GRPC_H
+
+#include "server/listener.h"
+
+#define GRPC_MAX_STREAMS 10000
+#define GRPC_MAX_HEADER_LIST (64 * 1024)
+#define GRPC_CONN_BUFFER_MAX (64u << 20)
+/* etcd: the gRPC receive limit is --max-request-bytes plus this. */
+#define GRPC_RECV_EXTRA (512 * 1024)
+
+extern const struct conn_proto grpc_proto;
+
+#endif
