@@ -24,6 +24,10 @@ enum cmd_type {
 	CMD_DELETE_RANGE = 2, /* etcdserverpb.DeleteRangeRequest */
 	CMD_TXN = 3,          /* etcdserverpb.TxnRequest */
 	CMD_COMPACT = 4,      /* etcdserverpb.CompactionRequest */
+	CMD_LEASE_GRANT = 5,  /* etcdserverpb.LeaseGrantRequest (TTL already raised
+			       * to the minimum; ID 0: chosen at apply, lease.h) */
+	CMD_LEASE_REVOKE = 6, /* etcdserverpb.LeaseRevokeRequest (client or expiry) */
+	CMD_ALARM = 7,        /* etcdserverpb.AlarmRequest: ACTIVATE or DEACTIVATE (alarm.h) */
 	CMD__MAX
 };
 

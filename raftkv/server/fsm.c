@@ -24,10 +24,16 @@
  * entries in order and only advances last_applied after apply returns.
  *
  * snapshot / snapshot_finalize: the store's canonical image (mvcc_encode)
- * compressed as one LZ4 frame with a content checksum, behind our own
- * header (magic, format version, uncompressed size).  libraft 0.22.1 calls
- * this inline on the loop and writes the bytes raw, so the encode and the
- * compression cost loop time (measured in the report, logged each time).
+ * followed by the lease section (lease_table_encode's image, then its
+ * length as u64 LE) and the alarm section (alarm_table_encode, then its
+ * length): format 3.  Format 2 had no alarm section and format 1 the store
+ * image alone; both are still read.  The whole is compressed as one LZ4
+ * frame with a content checksum, behind our own header (magic, format
+ * version, uncompressed size).  libraft 0.22.1 calls this inline on the loop
+ * and writes the bytes raw, so the encode and the compression cost loop
+ * time (measured in the report, logged each time).  fsm_image() makes these
+ * same bytes for Maintenance/Snapshot, and tools/raftkv-restore installs
+ * them as a raft snapshot: one encoder for all three.
  *
  * restore: checks the header, bounds the declared size before allocating,
  * decompresses, decodes into a fresh store and swaps it in only once it is
@@ -49,6 +55,7 @@
 #include "lib/log.h"
 #include "server/cmd.h"
 #include "server/kvs.h"
+#include "server/lease.h"
 #include "server/mvcc.h"
 #include "server/node.h"
 #include "server/prop.h"
@@ -57,7 +64,10 @@
 
 /* Snapshot header: magic | format u32 LE | uncompressed length u64 LE. */
 #define FSM_SNAP_MAGIC "RKVS"
-#define FSM_SNAP_FORMAT 1u
+#define FSM_SNAP_FORMAT 3u
+/* Format 2: no alarm section.  Format 1: the store image alone. */
+#define FSM_SNAP_FORMAT_V2 2u
+#define FSM_SNAP_FORMAT_V1 1u
 #define FSM_SNAP_HEADER 16u
 /* LZ4 cannot expand more than 255:1; anything beyond is a lie. */
 #define FSM_SNAP_MAX_RATIO 255u
@@ -128,12 +138,18 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		Etcdserverpb__DeleteRangeResponse del;
 		Etcdserverpb__TxnResponse txn;
 		Etcdserverpb__CompactionResponse compact;
+		Etcdserverpb__LeaseGrantResponse grant;
+		Etcdserverpb__LeaseRevokeResponse revoke;
+		Etcdserverpb__AlarmResponse alarm;
 	} resp;
 	const ProtobufCMessage *out = NULL;
 	int err;
 
 	arena_init(&a);
 	pa = arena_pb_allocator(&a);
+	/* Raised alarms refuse some writes (alarm.h), the same on every member. */
+	if ((err = alarm_gate(&srv->alarms, c)))
+		goto done;
 	switch (c->type) {
 	case CMD_PUT: {
 		Etcdserverpb__PutRequest *r =
@@ -166,10 +182,41 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		out = &resp.compact.base;
 		break;
 	}
+	case CMD_LEASE_GRANT: {
+		/* The server-chosen ID comes from the raft index: the same on
+		 * every member.  The deadline (monotonic µs, as svc_lease) matters
+		 * on the leader only and is not replicated state. */
+		Etcdserverpb__LeaseGrantRequest *r =
+			etcdserverpb__lease_grant_request__unpack(pa, c->len, c->payload);
+		err = !r ? -KV_EMALFORMED
+			 : !srv->leases
+			 ? -KV_EINTERNAL
+			 : lease_apply_grant(srv->leases, r, c->origin, st->applied_index,
+					     uv_hrtime() / 1000, mvcc_rev(srv->mvcc), &a, &resp.grant);
+		out = &resp.grant.base;
+		break;
+	}
+	case CMD_LEASE_REVOKE: {
+		Etcdserverpb__LeaseRevokeRequest *r =
+			etcdserverpb__lease_revoke_request__unpack(pa, c->len, c->payload);
+		err = !r ? -KV_EMALFORMED
+			 : !srv->leases ? -KV_EINTERNAL
+					: lease_apply_revoke(srv->leases, srv->mvcc, r, &a, &resp.revoke);
+		out = &resp.revoke.base;
+		break;
+	}
+	case CMD_ALARM: {
+		Etcdserverpb__AlarmRequest *r =
+			etcdserverpb__alarm_request__unpack(pa, c->len, c->payload);
+		err = r ? alarm_apply(&srv->alarms, r, &a, &resp.alarm) : -KV_EMALFORMED;
+		out = &resp.alarm.base;
+		break;
+	}
 	default:
 		err = -KV_EINTERNAL;
 		break;
 	}
+done:
 	if (err == -KV_ENOMEM)
 		fsm_fatal_nomem(st, c);
 	if (err == -KV_EMALFORMED || (c->type == 0 || c->type >= CMD__MAX))
@@ -213,21 +260,74 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 
 /* --- snapshots --------------------------------------------------------------- */
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+/* Appends the lease section to the store image: lease image | its length. */
+static int fsm_append_leases(struct server *srv, uint8_t **img, size_t *img_len)
 {
-	struct fsm_state *st = fsm->data;
-	struct server *srv = st->srv;
+	struct lease_table *empty = NULL;
+	uint8_t *limg = NULL, *grown;
+	size_t llen = 0;
+	int rv;
+
+	if (!srv->leases && !(empty = lease_table_new())) {
+		free(*img);
+		return -KV_ENOMEM;
+	}
+	rv = lease_table_encode(srv->leases ? srv->leases : empty, &limg, &llen);
+	lease_table_free(empty);
+	if (rv == 0 && !(grown = realloc(*img, *img_len + llen + 8)))
+		rv = -KV_ENOMEM;
+	if (rv) {
+		free(limg);
+		free(*img);
+		return rv;
+	}
+	memcpy(grown + *img_len, limg, llen);
+	fsm_put_u64(grown + *img_len + llen, llen);
+	free(limg);
+	*img = grown;
+	*img_len += llen + 8;
+	return 0;
+}
+
+/* Appends the alarm section: alarm image | its length. */
+static int fsm_append_alarms(struct server *srv, uint8_t **img, size_t *img_len)
+{
+	uint8_t *aimg = NULL, *grown = NULL;
+	size_t alen = 0;
+	int rv;
+
+	rv = alarm_table_encode(&srv->alarms, &aimg, &alen);
+	if (rv == 0 && !(grown = realloc(*img, *img_len + alen + 8)))
+		rv = -KV_ENOMEM;
+	if (rv) {
+		free(aimg);
+		free(*img);
+		return rv;
+	}
+	memcpy(grown + *img_len, aimg, alen);
+	fsm_put_u64(grown + *img_len + alen, alen);
+	free(aimg);
+	*img = grown;
+	*img_len += alen + 8;
+	return 0;
+}
+
+int fsm_image(struct server *srv, uint8_t **data, size_t *len)
+{
 	LZ4F_preferences_t prefs;
-	struct raft_buffer *b;
 	uint8_t *img = NULL, *out, *shrunk;
 	size_t img_len = 0, bound, clen;
 	uint64_t t0 = uv_hrtime(), t1;
 	int rv;
 
 	rv = mvcc_encode(srv->mvcc, &img, &img_len);
+	if (rv == 0)
+		rv = fsm_append_leases(srv, &img, &img_len);
+	if (rv == 0)
+		rv = fsm_append_alarms(srv, &img, &img_len);
 	if (rv) {
 		LOGE("snapshot: cannot encode the store: %s", kv_err_name(rv));
-		return rv == -KV_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+		return rv;
 	}
 	t1 = uv_hrtime();
 	memset(&prefs, 0, sizeof(prefs));
@@ -238,20 +338,16 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	prefs.compressionLevel = 0; /* fast: this runs on the loop */
 	bound = LZ4F_compressFrameBound(img_len, &prefs);
 	out = raft_malloc(FSM_SNAP_HEADER + bound);
-	b = raft_malloc(sizeof(*b));
-	if (!out || !b) {
-		raft_free(out);
-		raft_free(b);
+	if (!out) {
 		free(img);
-		return RAFT_NOMEM;
+		return -KV_ENOMEM;
 	}
 	clen = LZ4F_compressFrame(out + FSM_SNAP_HEADER, bound, img, img_len, &prefs);
 	free(img);
 	if (LZ4F_isError(clen)) {
 		LOGE("snapshot: lz4: %s", LZ4F_getErrorName(clen));
 		raft_free(out);
-		raft_free(b);
-		return RAFT_IOERR;
+		return -KV_EINTERNAL;
 	}
 	memcpy(out, FSM_SNAP_MAGIC, 4);
 	fsm_put_u32(out + 4, FSM_SNAP_FORMAT);
@@ -259,16 +355,43 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	shrunk = raft_realloc(out, FSM_SNAP_HEADER + clen);
 	if (shrunk)
 		out = shrunk;
+	*data = out;
+	*len = FSM_SNAP_HEADER + clen;
+	LOGD("store image of revision %" PRId64 ": %zu bytes, %zu compressed; encode %.1f ms + "
+	     "lz4 %.1f ms on the loop",
+	     mvcc_rev(srv->mvcc), img_len, *len, (double)(t1 - t0) / 1e6,
+	     (double)(uv_hrtime() - t1) / 1e6);
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct fsm_state *st = fsm->data;
+	struct server *srv = st->srv;
+	struct raft_buffer *b;
+	uint8_t *out = NULL;
+	size_t len = 0;
+	uint64_t t0 = uv_hrtime(), raw_len;
+	int rv;
+
+	b = raft_malloc(sizeof(*b));
+	if (!b)
+		return RAFT_NOMEM;
+	rv = fsm_image(srv, &out, &len);
+	if (rv) {
+		raft_free(b);
+		return rv == -KV_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+	}
+	raw_len = fsm_get_u64(out + 8);
 	b->base = out;
-	b->len = FSM_SNAP_HEADER + clen;
+	b->len = len;
 	*bufs = b;
 	*n_bufs = 1;
-	node_note_snapshot(&srv->node, img_len);
+	node_note_snapshot(&srv->node, (size_t)raw_len);
 	LOGI("snapshot at index %" PRIu64 " (revision %" PRId64 ", %" PRIu64 " keys): "
-	     "%zu bytes, %zu compressed; encode %.1f ms + lz4 %.1f ms on the loop",
+	     "%" PRIu64 " bytes, %zu compressed; encode + lz4 %.1f ms on the loop",
 	     (uint64_t)raft_last_applied(&srv->node.raft), mvcc_rev(srv->mvcc),
-	     mvcc_live_keys(srv->mvcc), img_len, b->len, (double)(t1 - t0) / 1e6,
-	     (double)(uv_hrtime() - t1) / 1e6);
+	     mvcc_live_keys(srv->mvcc), raw_len, b->len, (double)(uv_hrtime() - t0) / 1e6);
 	return 0;
 }
 
@@ -357,7 +480,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	const uint8_t *p = buf->base;
 	const char *why = NULL;
 	struct mvcc *fresh, *old;
-	uint64_t raw_len, t0 = uv_hrtime();
+	struct alarm_table alarms;
+	uint64_t raw_len, body_len, store_len, lease_len, alarm_len = 0, t0 = uv_hrtime();
 	uint32_t format;
 	uint8_t *img;
 	int rv;
@@ -367,7 +491,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		goto corrupt;
 	}
 	format = fsm_get_u32(p + 4);
-	if (format != FSM_SNAP_FORMAT) {
+	if (format != FSM_SNAP_FORMAT && format != FSM_SNAP_FORMAT_V2 &&
+	    format != FSM_SNAP_FORMAT_V1) {
 		LOGE("the raft snapshot in %s has format version %u; this raftkv reads "
 		     "version %u only (written by a newer raftkv?): refusing to load it",
 		     srv->cfg->data_dir, format, FSM_SNAP_FORMAT);
@@ -388,15 +513,63 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		LOGE("restoring the raft snapshot: out of memory");
 		return RAFT_NOMEM;
 	}
-	rv = mvcc_decode(fresh, img, raw_len);
+	/* Format 3 ends with the alarm section: alarm image | its length.
+	 * Decoded first, into a table of its own, so that nothing is changed
+	 * when it turns out corrupt. */
+	memset(&alarms, 0, sizeof(alarms));
+	body_len = raw_len;
+	if (format == FSM_SNAP_FORMAT) {
+		if (raw_len < 8 || (alarm_len = fsm_get_u64(img + raw_len - 8)) > raw_len - 8) {
+			free(img);
+			mvcc_free(fresh);
+			why = "bad alarm section length";
+			goto corrupt;
+		}
+		body_len = raw_len - 8 - alarm_len;
+		rv = alarm_table_decode(&alarms, img + body_len, alarm_len);
+		if (rv) {
+			free(img);
+			mvcc_free(fresh);
+			if (rv == -KV_ENOMEM) {
+				LOGE("restoring the raft snapshot: out of memory");
+				return RAFT_NOMEM;
+			}
+			why = "the alarm section inside does not decode";
+			goto corrupt;
+		}
+	}
+	/* Format 2: store image | lease image | lease image length. */
+	store_len = body_len;
+	lease_len = 0;
+	if (format != FSM_SNAP_FORMAT_V1) {
+		if (body_len < 8 || (lease_len = fsm_get_u64(img + body_len - 8)) > body_len - 8) {
+			free(img);
+			mvcc_free(fresh);
+			alarm_table_close(&alarms);
+			why = "bad lease section length";
+			goto corrupt;
+		}
+		store_len = body_len - 8 - lease_len;
+	}
+	rv = mvcc_decode(fresh, img, store_len);
+	if (rv == 0 && srv->leases) {
+		/* Keys are reattached from the fresh store; on failure the
+		 * table is left as it was. */
+		rv = lease_table_restore(srv->leases, format == FSM_SNAP_FORMAT_V1 ? NULL : img + store_len,
+					 lease_len, fresh);
+		if (rv && rv != -KV_ENOMEM)
+			why = "the lease section inside does not decode";
+	} else if (rv) {
+		why = "the store image inside does not decode";
+	}
 	free(img);
 	if (rv) {
 		mvcc_free(fresh);
+		alarm_table_close(&alarms);
 		if (rv == -KV_ENOMEM) {
 			LOGE("restoring the raft snapshot: out of memory");
 			return RAFT_NOMEM;
 		}
-		why = "the store image inside does not decode";
 		goto corrupt;
 	}
 	/* Whole: swap it in.  Nobody may keep pointers into the old store. */
@@ -405,10 +578,15 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	srv->kvs.mvcc = fresh;
 	if (old)
 		mvcc_free(old);
+	alarms.raising = srv->alarms.raising; /* ours, not replicated */
+	alarm_table_close(&srv->alarms);
+	srv->alarms = alarms;
 	node_note_snapshot(&srv->node, raw_len);
 	LOGI("restored the store from a raft snapshot: revision %" PRId64 ", %" PRIu64
-	     " keys, %zu bytes (%" PRIu64 " uncompressed) in %.1f ms",
-	     mvcc_rev(fresh), mvcc_live_keys(fresh), buf->len, raw_len,
+	     " keys, %" PRIu64 " leases, %zu alarms, %zu bytes (%" PRIu64
+	     " uncompressed) in %.1f ms",
+	     mvcc_rev(fresh), mvcc_live_keys(fresh),
+	     srv->leases ? lease_table_count(srv->leases) : 0, srv->alarms.n, buf->len, raw_len,
 	     (double)(uv_hrtime() - t0) / 1e6);
 	/* Success only: libraft then expects us to own and free the data. */
 	raft_free(buf->base);

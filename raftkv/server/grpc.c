@@ -59,6 +59,7 @@ struct grpc_out {
 };
 
 struct rpc_call {
+	struct rpc_call_head head; /* first: rpc.c dispatches through it */
 	struct grpc_session *sess; /* NULL once detached */
 	struct server *srv;
 	const struct rpc_method *method;
@@ -250,12 +251,12 @@ static void grpc_call_free(struct rpc_call *call)
 	free(call);
 }
 
-void rpc_call_hold(struct rpc_call *call)
+static void grpc_call_hold(struct rpc_call *call)
 {
 	call->refs++;
 }
 
-void rpc_call_release(struct rpc_call *call)
+static void grpc_call_release(struct rpc_call *call)
 {
 	if (--call->refs == 0)
 		grpc_call_free(call);
@@ -472,22 +473,22 @@ static int grpc_call_end(struct rpc_call *call, enum grpc_code code, const char 
 	return grpc_call_kick(call);
 }
 
-struct server *rpc_call_server(const struct rpc_call *call)
+static struct server *grpc_call_server(const struct rpc_call *call)
 {
 	return call->srv;
 }
 
-void *rpc_call_data(const struct rpc_call *call)
+static void *grpc_call_data(const struct rpc_call *call)
 {
 	return call->data;
 }
 
-void rpc_call_set_data(struct rpc_call *call, void *data)
+static void grpc_call_set_data(struct rpc_call *call, void *data)
 {
 	call->data = data;
 }
 
-const char *rpc_call_header(const struct rpc_call *call, const char *name)
+static const char *grpc_call_header(const struct rpc_call *call, const char *name)
 {
 	const char *p = call->md, *end = call->md + call->md_len, *v;
 
@@ -500,12 +501,12 @@ const char *rpc_call_header(const struct rpc_call *call, const char *name)
 	return NULL;
 }
 
-bool rpc_call_gone(const struct rpc_call *call)
+static bool grpc_call_gone(const struct rpc_call *call)
 {
 	return call->gone;
 }
 
-int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
+static int grpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 {
 	struct grpc_out *o;
 	size_t size;
@@ -535,17 +536,36 @@ int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 	return grpc_call_kick(call);
 }
 
-int rpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message)
+static int grpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message)
 {
 	if (call->gone || call->finished || !call->sess)
 		return 0;
 	return grpc_call_end(call, code, message, false);
 }
 
-int rpc_call_finish(struct rpc_call *call, int err)
+/* Queued messages nghttp2 has not pulled yet: it pulls only what the
+ * client's flow-control windows and the socket's write queue allow. */
+static size_t grpc_call_pending_bytes(const struct rpc_call *call)
 {
-	return rpc_call_finish_status(call, kv_err_grpc_code(err), kv_err_message(err));
+	const struct grpc_out *o;
+	size_t n = 0;
+	for (o = call->out_head; o; o = o->next)
+		n += o->len - o->off;
+	return n;
 }
+
+static const struct rpc_call_ops grpc_call_ops = {
+	.server = grpc_call_server,
+	.data = grpc_call_data,
+	.set_data = grpc_call_set_data,
+	.header = grpc_call_header,
+	.gone = grpc_call_gone,
+	.hold = grpc_call_hold,
+	.release = grpc_call_release,
+	.send = grpc_call_send,
+	.finish_status = grpc_call_finish_status,
+	.pending_bytes = grpc_call_pending_bytes,
+};
 
 /* --- receiving ---------------------------------------------------------- */
 
@@ -790,6 +810,7 @@ static int grpc_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame
 	call = calloc(1, sizeof(*call));
 	if (!call)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	call->head.ops = &grpc_call_ops;
 	call->sess = gs;
 	call->srv = gs->conn->srv;
 	call->stream_id = frame->hd.stream_id;

@@ -16,6 +16,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "server/config.h"
+#include "server/gw.h"
 #include "server/server.h"
 #include "server/svc.h"
 
@@ -41,11 +42,13 @@ static void http1_not_found(struct http1_req *req);
 static void http1_health(struct http1_req *req);
 static void http1_version(struct http1_req *req);
 
-/* Exact paths as Go's ServeMux patterns; the JSON gateway will add
- * {"/v3/", true, ...} rows, and /metrics its own. */
+/* Exact paths as Go's ServeMux patterns; /metrics will add its own. */
 static const struct http1_route http1_routes[] = {
 	{"/health", false, http1_health},
 	{"/version", false, http1_version},
+	{"/v3/", true, gw_handle},
+	{"/v3beta/", true, gw_handle},
+	{"/v3alpha/", true, gw_handle},
 };
 
 /* etcd wraps every handler with these (cors.go). */
@@ -116,6 +119,28 @@ bool http1_req_gone(const struct http1_req *req)
 	return req->hc == NULL;
 }
 
+void http1_req_on_gone(struct http1_req *req, http1_gone_fn fn, void *arg)
+{
+	req->gone_fn = fn;
+	req->gone_arg = arg;
+}
+
+/* The connection goes away (or the client left a streamed response) while
+ * hc->req is unanswered: tell its handler, drop the connection's ref. */
+static void http1_req_abandon(struct http1_conn *hc)
+{
+	struct http1_req *req = hc->req;
+	http1_gone_fn fn = req->gone_fn;
+
+	hc->req = NULL;
+	hc->closing = true;
+	req->hc = NULL;
+	req->gone_fn = NULL;
+	if (fn)
+		fn(req, req->gone_arg);
+	http1_req_release(req);
+}
+
 bool http1_method_is(const struct http1_req *req, const char *method)
 {
 	return strlen(method) == req->method_len && memcmp(req->method, method, req->method_len) == 0;
@@ -178,7 +203,7 @@ static int http1_respond_go(struct http1_req *req, int status, const char *conte
 	char head[1024];
 	int n, rv;
 
-	if (!hc || req->responded)
+	if (!hc || req->responded || req->streaming)
 		return -KV_ECANCELED;
 	req->responded = true;
 	if (!req->keep_alive || conn_stopping(hc->conn))
@@ -223,6 +248,84 @@ int http1_error(struct http1_req *req, int status, const char *text, const char 
 		 "%sContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n",
 		 extra_headers ? extra_headers : "");
 	return http1_respond(req, status, NULL, hdrs, body, (size_t)n);
+}
+
+/* Go's head for a body it did not buffer: the set headers (sorted), Date,
+ * then Connection and Transfer-Encoding (net/http's extraHeader order); an
+ * HTTP/1.0 body ends when the connection does. */
+int http1_stream_begin(struct http1_req *req, int status, const char *headers)
+{
+	struct http1_conn *hc = req->hc;
+	char head[1024];
+	int n, rv;
+
+	if (!hc || req->responded || req->streaming)
+		return -KV_ECANCELED;
+	req->streaming = true;
+	if (!req->keep_alive || conn_stopping(hc->conn) || req->minor == 0)
+		hc->closing = true;
+	n = snprintf(head, sizeof(head), "HTTP/1.%u %d %s\r\n%s%s%s%s%s\r\n", req->minor, status,
+		     http1_reason(status), http1_cors, headers ? headers : "", http1_date(),
+		     hc->closing && req->minor >= 1 ? "Connection: close\r\n" : "",
+		     req->minor >= 1 ? "Transfer-Encoding: chunked\r\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return -KV_EINTERNAL;
+	rv = conn_out(hc->conn, head, (size_t)n);
+	if (rv)
+		hc->closing = true;
+	/* read again, to notice the client leaving (http1_recv) */
+	conn_resume(hc->conn, CONN_PAUSE_PROTO);
+	conn_want_flush(hc->conn);
+	return rv;
+}
+
+int http1_stream_write(struct http1_req *req, const void *p, size_t len)
+{
+	struct http1_conn *hc = req->hc;
+	char size[24];
+	int n, rv;
+
+	if (!hc || !req->streaming || req->responded)
+		return -KV_ECANCELED;
+	if (len == 0)
+		return 0; /* an empty chunk would end the body */
+	if (req->minor >= 1) {
+		n = snprintf(size, sizeof(size), "%zx\r\n", len);
+		rv = conn_out(hc->conn, size, (size_t)n);
+		if (rv == 0)
+			rv = conn_out(hc->conn, p, len);
+		if (rv == 0)
+			rv = conn_out(hc->conn, "\r\n", 2);
+	} else {
+		rv = conn_out(hc->conn, p, len);
+	}
+	if (rv)
+		hc->closing = true;
+	conn_want_flush(hc->conn);
+	return rv;
+}
+
+int http1_stream_end(struct http1_req *req, const char *trailers)
+{
+	struct http1_conn *hc = req->hc;
+	int rv = 0;
+
+	if (!hc || !req->streaming || req->responded)
+		return -KV_ECANCELED;
+	if (req->minor >= 1) {
+		rv = conn_out(hc->conn, "0\r\n", 3);
+		if (rv == 0 && trailers)
+			rv = conn_out(hc->conn, trailers, strlen(trailers));
+		if (rv == 0)
+			rv = conn_out(hc->conn, "\r\n", 2);
+	}
+	if (rv)
+		hc->closing = true;
+	req->responded = true;
+	conn_want_flush(hc->conn);
+	if (!hc->in_dispatch && hc->req == req)
+		http1_req_done(hc, req);
+	return rv;
 }
 
 /* A request that cannot be parsed: Go's bare reply, then close. */
@@ -483,9 +586,10 @@ static void http1_consume(struct http1_conn *hc, size_t n)
 	}
 }
 
+/* Kept as a size: the buffer may move while a response streams. */
 static size_t http1_req_size(const struct http1_req *req, const struct http1_conn *hc)
 {
-	return (size_t)((const char *)req->body - hc->buf) + req->body_len;
+	return req->size;
 }
 
 /* The current request is answered: drop it and go on with the next. */
@@ -553,12 +657,14 @@ static void http1_process(struct http1_conn *hc)
 		req->refs = 1; /* the connection's, until answered */
 		req->body = (const uint8_t *)hc->buf + hlen;
 		req->body_len = clen > 0 ? (size_t)clen : 0;
+		req->size = hlen + req->body_len;
 		hc->req = req;
 		hc->in_dispatch = true;
 		http1_dispatch(req);
 		hc->in_dispatch = false;
 		if (!req->responded) {
-			conn_pause(hc->conn, CONN_PAUSE_PROTO);
+			if (!req->streaming)
+				conn_pause(hc->conn, CONN_PAUSE_PROTO);
 			return;
 		}
 		http1_consume(hc, http1_req_size(req, hc));
@@ -573,12 +679,17 @@ static void http1_process(struct http1_conn *hc)
 static int http1_start(struct conn *c)
 {
 	struct http1_conn *hc = calloc(1, sizeof(*hc));
+	size_t max_req = c->srv->cfg && c->srv->cfg->max_request_bytes ? c->srv->cfg->max_request_bytes
+								       : HTTP1_DEFAULT_MAX_REQUEST;
+
 	if (!hc)
 		return -KV_ENOMEM;
 	hc->conn = c;
-	hc->max_body = (c->srv->cfg && c->srv->cfg->max_request_bytes ? c->srv->cfg->max_request_bytes
-								       : HTTP1_DEFAULT_MAX_REQUEST) +
-		       HTTP1_BODY_EXTRA;
+	/* The gateway's JSON spells bytes in base64 (4/3 of the protobuf
+	 * size) around field names: a body whose message the gRPC side would
+	 * take (max-request-bytes + the gRPC overhead) must get in, for the
+	 * service, not the transport, to refuse it as etcd does. */
+	hc->max_body = 2 * (max_req + HTTP1_BODY_EXTRA);
 	c->proto_data = hc;
 	return 0;
 }
@@ -588,10 +699,21 @@ static int http1_recv(struct conn *c, const uint8_t *buf, size_t len)
 	struct http1_conn *hc = c->proto_data;
 	size_t need;
 
+	if (len == 0 && hc->req && hc->req->streaming) {
+		/* Go cancels the request when its client leaves */
+		http1_req_abandon(hc);
+		return 0;
+	}
 	if (len == 0 || hc->closing)
 		return 0; /* EOF: answer what is complete, then close (done) */
 	need = hc->len + len;
 	if (need > HTTP1_MAX_HEADER_BYTES + hc->max_body + 64 * 1024) {
+		if (hc->req && hc->req->streaming) {
+			/* no 413 in the middle of a streamed body: Go reads
+			 * nothing more until the handler returns; we end it */
+			http1_req_abandon(hc);
+			return 0;
+		}
 		http1_fail(hc, 413, NULL);
 		return 0;
 	}
@@ -634,10 +756,8 @@ static void http1_shutdown(struct conn *c)
 static void http1_free(struct conn *c)
 {
 	struct http1_conn *hc = c->proto_data;
-	if (hc->req) {
-		hc->req->hc = NULL;
-		http1_req_release(hc->req);
-	}
+	if (hc->req)
+		http1_req_abandon(hc);
 	free(hc->buf);
 	free(hc);
 	c->proto_data = NULL;

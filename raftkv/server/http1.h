@@ -1,7 +1,7 @@
 /*
  * http1: a small, strict HTTP/1.1 server for the client port's non-gRPC
- * side: /health and /version now, /metrics and the JSON gateway (/v3/...)
- * later, each one row of the route table in http1.c.  Responses match
+ * side: /health, /version and the JSON gateway (/v3/..., gw.c) now,
+ * /metrics later, each one row of the route table in http1.c.  Responses match
  * etcd 3.4 (Go net/http) byte for byte where clients could care: status,
  * Content-Type, body, the CORS headers etcd adds, Go's 404 and 405 texts.
  *
@@ -23,6 +23,9 @@
 #define HTTP1_MAX_HEADERS 100
 
 struct http1_conn;
+struct http1_req;
+
+typedef void (*http1_gone_fn)(struct http1_req *req, void *arg);
 
 struct http1_field {
 	const char *name;
@@ -42,6 +45,7 @@ struct http1_req {
 	const char *query;      /* after '?', "" if none */
 	const uint8_t *body;
 	size_t body_len;
+	size_t size;            /* request line, headers and body, in bytes */
 	uint32_t method_len;
 	uint32_t path_len;
 	uint32_t query_len;
@@ -49,6 +53,9 @@ struct http1_req {
 	uint8_t minor;          /* HTTP/1.<minor> */
 	bool keep_alive;
 	bool responded;
+	bool streaming;         /* http1_stream_begin() sent the head */
+	http1_gone_fn gone_fn;  /* see http1_req_on_gone() */
+	void *gone_arg;
 	uint32_t n_fields;
 	struct http1_field fields[HTTP1_MAX_HEADERS];
 };
@@ -78,8 +85,24 @@ int http1_respond(struct http1_req *req, int status, const char *content_type, c
  * (e.g. "Allow: GET\r\n") go before Content-Type, as Go sorts them. */
 int http1_error(struct http1_req *req, int status, const char *text, const char *extra_headers);
 
+/* A streamed response (Go's chunked replies): the head goes out now with
+ * "Transfer-Encoding: chunked"; each write is one chunk; end sends the last
+ * chunk, then trailers ("Name: value\r\n" lines, or NULL).  headers are
+ * sorted "Name: value\r\n" lines, as for http1_respond.  HTTP/1.0 clients
+ * get the bare body and the connection closes after it.  While a response
+ * streams, the connection is read again so that the client closing it is
+ * noticed (see http1_req_on_gone).  Return 0, -KV_ECANCELED or -KV_ENOMEM. */
+int http1_stream_begin(struct http1_req *req, int status, const char *headers);
+int http1_stream_write(struct http1_req *req, const void *p, size_t len);
+int http1_stream_end(struct http1_req *req, const char *trailers);
+
 void http1_req_hold(struct http1_req *req);
 void http1_req_release(struct http1_req *req);
 bool http1_req_gone(const struct http1_req *req);
+/* fn(req, arg) runs once if the connection goes away (closed, or the client
+ * closed it during a streamed response) before req is answered; req->hc is
+ * NULL by then.  A handler answering asynchronously uses it to stop its
+ * work. */
+void http1_req_on_gone(struct http1_req *req, http1_gone_fn fn, void *arg);
 
 #endif

@@ -50,6 +50,18 @@ static bool lease_exists(const struct kvs *k, int64_t id)
 	return k->lease != NULL && k->lease->exists != NULL && k->lease->exists(k->lease->arg, id);
 }
 
+/* Whether writes must keep the lease side's key sets up to date, and
+ * whether any key has a lease (if not, no key can lose one). */
+static bool lease_tracking(const struct kvs *k)
+{
+	return k->lease != NULL && k->lease->attach != NULL && k->lease->detach != NULL;
+}
+
+static bool lease_any_attached(const struct kvs *k)
+{
+	return k->lease->attached == NULL || k->lease->attached(k->lease->arg) > 0;
+}
+
 static Etcdserverpb__ResponseHeader *header_new(struct arena *a, int64_t rev)
 {
 	Etcdserverpb__ResponseHeader *h = arena_alloc(a, sizeof(*h));
@@ -661,6 +673,7 @@ static int do_put(struct kvs *k, const Etcdserverpb__PutRequest *r, struct arena
 	int64_t lease = r->lease;
 	struct mvcc_kv prev;
 	bool have_prev = false;
+	bool track = lease_tracking(k);
 	int rv;
 
 	etcdserverpb__put_response__init(out);
@@ -668,7 +681,8 @@ static int do_put(struct kvs *k, const Etcdserverpb__PutRequest *r, struct arena
 		return -KV_EKEYNOTPROVIDED;
 	if (check_lease && lease != 0 && !lease_exists(k, lease))
 		return -KV_ELEASENOTFOUND;
-	if (r->ignore_value || r->ignore_lease || r->prev_kv)
+	if (r->ignore_value || r->ignore_lease || r->prev_kv ||
+	    (track && (lease != 0 || lease_any_attached(k))))
 		have_prev = mvcc_get(k->mvcc, r->key.data, r->key.len, &prev);
 	if ((r->ignore_value || r->ignore_lease) && !have_prev)
 		return -KV_EKEYNOTFOUND;
@@ -691,8 +705,29 @@ static int do_put(struct kvs *k, const Etcdserverpb__PutRequest *r, struct arena
 	rv = mvcc_put(k->mvcc, r->key.data, r->key.len, val, vlen, lease);
 	if (rv != 0)
 		return rv;
+	if (track) {
+		if (have_prev && prev.lease != 0)
+			k->lease->detach(k->lease->arg, prev.lease, r->key.data, r->key.len);
+		if (lease != 0 &&
+		    (rv = k->lease->attach(k->lease->arg, lease, r->key.data, r->key.len)) != 0)
+			return rv;
+	}
 	out->header->revision = mvcc_read_rev(k->mvcc);
 	return 0;
+}
+
+/* Every leased key the delete is about to remove leaves its lease. */
+static int detach_range(struct kvs *k, const Etcdserverpb__DeleteRangeRequest *r)
+{
+	struct mvcc_iter it;
+	struct mvcc_kv kv;
+	int rv = mvcc_iter_init(&it, k->mvcc, r->key.data, r->key.len, r->range_end.data,
+				r->range_end.len, 0);
+	while (rv == 0 && mvcc_iter_next(&it, &kv)) {
+		if (kv.lease != 0)
+			k->lease->detach(k->lease->arg, kv.lease, kv.key, kv.key_len);
+	}
+	return rv;
 }
 
 int kvs_put(struct kvs *k, const Etcdserverpb__PutRequest *r, struct arena *a,
@@ -727,6 +762,8 @@ static int do_delete(struct kvs *k, const Etcdserverpb__DeleteRangeRequest *r, s
 			goto out;
 		out->n_prev_kvs = l.n;
 	}
+	if (lease_tracking(k) && lease_any_attached(k) && (rv = detach_range(k, r)) != 0)
+		goto out;
 	rv = mvcc_delete_range(k->mvcc, r->key.data, r->key.len, r->range_end.data,
 			       r->range_end.len, &deleted);
 	out->deleted = deleted;

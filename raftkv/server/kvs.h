@@ -24,9 +24,18 @@
 struct mvcc;
 
 /* Lease lookups for Put.lease; NULL ops (no lease module yet) means every
- * non-zero lease is unknown → KV_ELEASENOTFOUND. */
+ * non-zero lease is unknown → KV_ELEASENOTFOUND.  attach and detach
+ * (optional; lease.c) keep each lease's key set in step with the store, as
+ * etcd's mvcc does with its lessor: after a Put, the key leaves its previous
+ * lease and joins the new one; a DeleteRange detaches every leased key it
+ * deletes.  attached() (optional) says whether any key has a lease at all,
+ * so that kvs skips the lookups while nobody uses leases.  attach fails only
+ * with -KV_ENOMEM. */
 struct kvs_lease_ops {
 	int (*exists)(void *arg, int64_t lease_id);
+	int (*attach)(void *arg, int64_t lease_id, const uint8_t *key, size_t key_len);
+	void (*detach)(void *arg, int64_t lease_id, const uint8_t *key, size_t key_len);
+	uint64_t (*attached)(void *arg);
 	void *arg;
 };
 

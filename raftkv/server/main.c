@@ -38,6 +38,7 @@
 #include "server/node.h"
 #include "server/prop.h"
 #include "server/server.h"
+#include "server/svc.h"
 
 /* node.c's identity file: its absence is what makes a data dir new. */
 #define MAIN_ID_FILE "raftkv-identity"
@@ -224,6 +225,7 @@ static void main_shutdown(int signum)
 	uv_timer_start(&main_deadline, main_deadline_cb, deadline, 0);
 	if (main_srv.listener)
 		listener_stop(main_srv.listener);
+	svc_lease_stop(&main_srv);
 	node_close(&main_srv.node, main_node_closed);
 }
 
@@ -272,7 +274,9 @@ static int main_start(void)
 	if (!srv->mvcc)
 		return main_fail("creating the store", -KV_ENOMEM);
 	srv->kvs.mvcc = srv->mvcc;
-	srv->kvs.lease = NULL;
+	rv = svc_lease_init(srv); /* the lease table: kvs and fsm use it */
+	if (rv)
+		return main_fail("creating the lease table", rv);
 	srv->kvs.max_txn_ops = cfg->max_txn_ops;
 
 	rv = fsm_init(&main_fsm, srv);
@@ -288,6 +292,9 @@ static int main_start(void)
 	rv = node_start(&srv->node);
 	if (rv)
 		return main_fail("starting raft from the data dir", rv);
+	rv = svc_lease_start(srv);
+	if (rv)
+		return main_fail("starting lease expiry", rv);
 
 	uv_signal_init(srv->loop, &main_sigterm);
 	uv_signal_init(srv->loop, &main_sigint);
@@ -341,6 +348,7 @@ int main(int argc, char **argv)
 
 	if (uv_loop_close(main_srv.loop) != 0)
 		LOGW("some libuv handles were still open at exit");
+	svc_lease_free(&main_srv);
 	mvcc_free(main_srv.mvcc);
 	config_close(&main_cfg);
 	LOGI("stopped");

@@ -59,6 +59,8 @@ struct mvcc {
 	uint32_t txn_changes; /* writes so far in the open transaction */
 	mvcc_observer_fn observer;
 	void *observer_arg;
+	mvcc_commit_fn commit;
+	void *commit_arg;
 };
 
 /* What one revision costs in mvcc_bytes besides its key and value: roughly
@@ -274,6 +276,12 @@ void mvcc_set_observer(struct mvcc *m, mvcc_observer_fn fn, void *arg)
 	m->observer_arg = arg;
 }
 
+void mvcc_set_commit_hook(struct mvcc *m, mvcc_commit_fn fn, void *arg)
+{
+	m->commit = fn;
+	m->commit_arg = arg;
+}
+
 int64_t mvcc_rev(const struct mvcc *m)
 {
 	return m->rev;
@@ -307,10 +315,13 @@ void mvcc_txn_begin(struct mvcc *m)
 
 int64_t mvcc_txn_end(struct mvcc *m)
 {
-	if (m->txn_changes > 0)
+	bool changed = m->txn_changes > 0;
+	if (changed)
 		m->rev++;
 	m->in_txn = false;
 	m->txn_changes = 0;
+	if (changed && m->commit != NULL)
+		m->commit(m->commit_arg, m->rev);
 	return m->rev;
 }
 
@@ -511,6 +522,37 @@ bool mvcc_iter_next(struct mvcc_iter *it, struct mvcc_kv *kv)
 		return true;
 	}
 	return false;
+}
+
+uint64_t mvcc_changes(const struct mvcc *m, const uint8_t *key, size_t key_len, const uint8_t *end,
+		      size_t end_len, int64_t from_rev, int64_t to_rev, mvcc_change_fn fn, void *arg)
+{
+	struct mvcc_iter it;
+	struct mvcc_key *n;
+	uint64_t visited = 0;
+
+	if (key_len == 0 || from_rev > to_rev)
+		return 0;
+	range_setup(&it, m, key, key_len, end, end_len);
+	while ((n = range_next_node(&it)) != NULL) {
+		visited++;
+		/* First record at or after from_rev: past the last one before. */
+		uint32_t i = (uint32_t)(node_at(n, from_rev - 1) + 1);
+		for (; i < n->nrec; i++) {
+			const struct mvcc_rec *r = node_rec(n, i), *p;
+			struct mvcc_kv kv, pkv;
+			if (r->mod > to_rev)
+				break;
+			p = i > 0 ? node_rec(n, i - 1) : NULL;
+			if (p != NULL && !rec_live(p))
+				p = NULL;
+			fill_kv(&kv, n, r);
+			if (p != NULL)
+				fill_kv(&pkv, n, p);
+			fn(arg, &kv, p ? &pkv : NULL, r->sub);
+		}
+	}
+	return visited;
 }
 
 bool mvcc_get(const struct mvcc *m, const uint8_t *key, size_t key_len, struct mvcc_kv *kv)

@@ -62,6 +62,13 @@ void mvcc_free(struct mvcc *m);
 
 void mvcc_set_observer(struct mvcc *m, mvcc_observer_fn fn, void *arg);
 
+/* Called once at the end of every write transaction that changed something,
+ * after every observer call of that revision: rev is the new mvcc_rev().
+ * Lets watchers send all the events of one revision together.  Runs inside
+ * the write: it must not modify the store. */
+typedef void (*mvcc_commit_fn)(void *arg, int64_t rev);
+void mvcc_set_commit_hook(struct mvcc *m, mvcc_commit_fn fn, void *arg);
+
 /* The committed revision (does not include an open transaction). */
 int64_t mvcc_rev(const struct mvcc *m);
 /* The revision reads see: inside a transaction that already changed
@@ -119,6 +126,21 @@ int mvcc_iter_init(struct mvcc_iter *it, const struct mvcc *m, const uint8_t *ke
 		   const uint8_t *end, size_t end_len, int64_t rev);
 /* true with *kv filled, false at the end. */
 bool mvcc_iter_next(struct mvcc_iter *it, struct mvcc_kv *kv);
+
+/*
+ * History of a range (forms as above), for watchers catching up: calls fn
+ * for every retained change with from_rev <= mod_rev <= to_rev, key by key
+ * in key order and oldest first within a key.  kv and prev are as for the
+ * observer (prev NULL when the key did not exist before, or when the
+ * revision before was compacted away); sub orders the changes of one
+ * revision.  Callers that want revision order sort by (mod_rev, sub).
+ * Costs one lookup per key of the range that has any history: returns how
+ * many keys it looked at, so callers can bound their work.
+ */
+typedef void (*mvcc_change_fn)(void *arg, const struct mvcc_kv *kv, const struct mvcc_kv *prev,
+			       uint32_t sub);
+uint64_t mvcc_changes(const struct mvcc *m, const uint8_t *key, size_t key_len, const uint8_t *end,
+		  size_t end_len, int64_t from_rev, int64_t to_rev, mvcc_change_fn fn, void *arg);
 
 /* The current state of one key: true with *kv filled if it exists. */
 bool mvcc_get(const struct mvcc *m, const uint8_t *key, size_t key_len, struct mvcc_kv *kv);

@@ -914,27 +914,39 @@ fail:
 	return rv;
 }
 
-static int node_bootstrap(struct node *n)
+int node_initial_configuration(const struct config *cfg, struct raft_configuration *conf)
 {
-	const struct config *cfg = n->srv->cfg;
 	const char *token = node_cfg_token(cfg);
-	struct raft_configuration conf;
 	char addr[NODE_ADDR_MAX];
 	int i, rv;
 
-	raft_configuration_init(&conf);
+	raft_configuration_init(conf);
 	for (i = 0; i < cfg->n_initial_cluster; i++) {
 		const struct config_member *m = &cfg->initial_cluster[i];
 		uint64_t id = node_member_id(m, token);
 		if ((rv = node_url_addr(m->peer_urls[0], addr, sizeof(addr))))
-			goto out;
-		rv = raft_configuration_add(&conf, id, addr, RAFT_VOTER);
+			goto fail;
+		rv = raft_configuration_add(conf, id, addr, RAFT_VOTER);
 		if (rv) {
 			LOGE("raft: member %s (%s): %s", m->name, addr, raft_strerror(rv));
 			rv = -KV_EINVAL;
-			goto out;
+			goto fail;
 		}
 	}
+	return 0;
+fail:
+	raft_configuration_close(conf);
+	return rv;
+}
+
+static int node_bootstrap(struct node *n)
+{
+	const struct config *cfg = n->srv->cfg;
+	struct raft_configuration conf;
+	int rv;
+
+	if ((rv = node_initial_configuration(cfg, &conf)))
+		return rv;
 	rv = raft_bootstrap(&n->raft, &conf);
 	if (rv == RAFT_CANTBOOTSTRAP) {
 		rv = 0; /* the data dir has state already: a restart */
@@ -944,7 +956,6 @@ static int node_bootstrap(struct node *n)
 	} else {
 		LOGI("raft: bootstrapped a new cluster of %d member(s)", cfg->n_initial_cluster);
 	}
-out:
 	raft_configuration_close(&conf);
 	return rv;
 }

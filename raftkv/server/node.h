@@ -49,6 +49,13 @@ struct node {
  * before the listeners start.  0 or -KV_E* after logging the reason. */
 int node_identity(const struct config *cfg, uint64_t *cluster_id, uint64_t *member_id);
 
+/* The raft configuration a new cluster starts with: every --initial-cluster
+ * member a voter, with the member id node_identity derives and its first
+ * peer URL as raft address.  Used by the bootstrap and by raftkv-restore,
+ * so both write the same one.  0 with conf to raft_configuration_close(),
+ * or -KV_E* after logging the reason. */
+int node_initial_configuration(const struct config *cfg, struct raft_configuration *conf);
+
 /* Creates the data dir (0700) and records the identity in it (fills
  * srv->cluster_id/member_id first if still 0), then sets libraft up. */
 int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm);

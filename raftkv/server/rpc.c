@@ -13,9 +13,9 @@
 
 static const struct rpc_method rpc_methods[] = {
 	UNARY("/etcdserverpb.KV/Range", svc_kv_range),
-	UNARY("/etcdserverpb.KV/Put", svc_kv_put),
+	UNARY("/etcdserverpb.KV/Put", svc_quota_put),
 	UNARY("/etcdserverpb.KV/DeleteRange", svc_kv_delete_range),
-	UNARY("/etcdserverpb.KV/Txn", svc_kv_txn),
+	UNARY("/etcdserverpb.KV/Txn", svc_quota_txn),
 	UNARY("/etcdserverpb.KV/Compact", svc_kv_compact),
 	UNARY("/etcdserverpb.Maintenance/Status", svc_maint_status),
 	UNARY("/etcdserverpb.Maintenance/Hash", svc_maint_hash),
@@ -23,7 +23,16 @@ static const struct rpc_method rpc_methods[] = {
 	UNARY("/etcdserverpb.Maintenance/Alarm", svc_maint_alarm),
 	UNARY("/etcdserverpb.Maintenance/Defragment", svc_maint_defragment),
 	UNARY("/etcdserverpb.Maintenance/MoveLeader", svc_maint_move_leader),
+	{"/etcdserverpb.Maintenance/Snapshot", RPC_SERVER_STREAM, svc_maint_snapshot, NULL, NULL},
 	UNARY("/etcdserverpb.Cluster/MemberList", svc_cluster_member_list),
+	UNARY("/etcdserverpb.Lease/LeaseGrant", svc_quota_lease_grant),
+	UNARY("/etcdserverpb.Lease/LeaseRevoke", svc_lease_revoke),
+	{"/etcdserverpb.Lease/LeaseKeepAlive", RPC_BIDI_STREAM, svc_lease_keep_alive,
+	 svc_lease_keep_alive_half_close, NULL},
+	UNARY("/etcdserverpb.Lease/LeaseTimeToLive", svc_lease_time_to_live),
+	UNARY("/etcdserverpb.Lease/LeaseLeases", svc_lease_leases),
+	{"/etcdserverpb.Watch/Watch", RPC_BIDI_STREAM, svc_watch_on_message, svc_watch_on_half_close,
+	 svc_watch_on_close},
 };
 
 /* Services whose other methods exist in etcd's API but are not served yet. */
@@ -58,4 +67,67 @@ const struct rpc_method *rpc_method_find(const char *path, size_t len, bool *ser
 		}
 	}
 	return NULL;
+}
+
+/* --- calls: dispatch to the call's transport (see rpc.h) ------------------ */
+
+static const struct rpc_call_ops *rpc_ops(const struct rpc_call *call)
+{
+	return ((const struct rpc_call_head *)(const void *)call)->ops;
+}
+
+struct server *rpc_call_server(const struct rpc_call *call)
+{
+	return rpc_ops(call)->server(call);
+}
+
+void *rpc_call_data(const struct rpc_call *call)
+{
+	return rpc_ops(call)->data(call);
+}
+
+void rpc_call_set_data(struct rpc_call *call, void *data)
+{
+	rpc_ops(call)->set_data(call, data);
+}
+
+const char *rpc_call_header(const struct rpc_call *call, const char *name)
+{
+	return rpc_ops(call)->header(call, name);
+}
+
+bool rpc_call_gone(const struct rpc_call *call)
+{
+	return rpc_ops(call)->gone(call);
+}
+
+void rpc_call_hold(struct rpc_call *call)
+{
+	rpc_ops(call)->hold(call);
+}
+
+void rpc_call_release(struct rpc_call *call)
+{
+	rpc_ops(call)->release(call);
+}
+
+int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
+{
+	return rpc_ops(call)->send(call, msg);
+}
+
+size_t rpc_call_pending_bytes(const struct rpc_call *call)
+{
+	const struct rpc_call_ops *ops = rpc_ops(call);
+	return ops->pending_bytes ? ops->pending_bytes(call) : 0;
+}
+
+int rpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message)
+{
+	return rpc_ops(call)->finish_status(call, code, message);
+}
+
+int rpc_call_finish(struct rpc_call *call, int err)
+{
+	return rpc_call_finish_status(call, kv_err_grpc_code(err), kv_err_message(err));
 }

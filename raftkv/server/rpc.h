@@ -1,6 +1,6 @@
 /*
- * rpc: the contract between the gRPC transport (grpc.c) and the services
- * (svc_*.c).
+ * rpc: the contract between the transports (grpc.c, and gw.c for the JSON
+ * gateway) and the services (svc_*.c).
  *
  * The transport owns every struct rpc_call: it routes the request path
  * through rpc_method_find(), reassembles length-prefixed messages (checking
@@ -50,7 +50,10 @@ struct rpc_method {
  * *service_known tells UNIMPLEMENTED "unknown method" from "unknown service". */
 const struct rpc_method *rpc_method_find(const char *path, size_t len, bool *service_known);
 
-/* --- implemented by the transport (grpc.c) ----------------------------- */
+/* --- calls: the services' side ------------------------------------------
+ * Two transports make calls: grpc.c (gRPC over HTTP/2) and gw.c (etcd's
+ * JSON gateway over HTTP/1.1).  These functions (rpc.c) dispatch through the
+ * call's rpc_call_ops, so a service never knows which one it is serving. */
 struct server *rpc_call_server(const struct rpc_call *call);
 void *rpc_call_data(const struct rpc_call *call);
 void rpc_call_set_data(struct rpc_call *call, void *data);
@@ -61,9 +64,36 @@ void rpc_call_hold(struct rpc_call *call);
 void rpc_call_release(struct rpc_call *call);
 /* Packs msg and queues it as one gRPC message (response HEADERS go first). */
 int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg);
+/* Bytes sent on the call that the transport still holds because the client
+ * has not taken them yet (flow control, slow socket): a streaming service
+ * pauses while this is high instead of queueing without bound.  0 for a
+ * transport that does not tell. */
+size_t rpc_call_pending_bytes(const struct rpc_call *call);
 /* Ends the call: err 0 is grpc-status 0, otherwise a KV_E* code mapped
  * through err.h.  Trailers-only when nothing was sent. Idempotent. */
 int rpc_call_finish(struct rpc_call *call, int err);
 int rpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message);
+
+/* --- calls: the transports' side ----------------------------------------
+ * Each transport defines its own struct rpc_call (opaque to everyone else)
+ * whose FIRST member is a struct rpc_call_head pointing to its ops; the
+ * functions above call the same-named op.  rpc_call_finish maps err through
+ * err.h and calls finish_status. */
+struct rpc_call_ops {
+	struct server *(*server)(const struct rpc_call *call);
+	void *(*data)(const struct rpc_call *call);
+	void (*set_data)(struct rpc_call *call, void *data);
+	const char *(*header)(const struct rpc_call *call, const char *name);
+	bool (*gone)(const struct rpc_call *call);
+	void (*hold)(struct rpc_call *call);
+	void (*release)(struct rpc_call *call);
+	int (*send)(struct rpc_call *call, const ProtobufCMessage *msg);
+	int (*finish_status)(struct rpc_call *call, enum grpc_code code, const char *message);
+	size_t (*pending_bytes)(const struct rpc_call *call); /* optional */
+};
+
+struct rpc_call_head {
+	const struct rpc_call_ops *ops;
+};
 
 #endif

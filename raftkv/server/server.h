@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "server/alarm.h"
 #include "server/config.h"
 #include "server/kvs.h"
 #include "server/node.h"
@@ -24,6 +25,9 @@
 
 struct mvcc;
 struct listener;
+struct watch_hub;
+struct lease_table;
+struct svc_lease;
 
 #define RAFTKV_VERSION "0.1.0"
 /* What we report as etcd's version: clients (and kube-apiserver) parse it. */
@@ -40,6 +44,10 @@ struct server {
 	struct node node;
 	struct prop prop;
 	struct listener *listener;
+	struct watch_hub *watch; /* watchers (watch.c), fed by mvcc's hooks */
+	struct lease_table *leases;  /* leases (lease.c): replicated, changed by fsm */
+	struct svc_lease *lease_svc; /* the leader's expiry timer (svc_lease.c) */
+	struct alarm_table alarms;   /* replicated: NOSPACE/CORRUPT (alarm.c) */
 	bool stopping;
 };
 

@@ -40,6 +40,35 @@ void svc_maint_hash_kv(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_maint_alarm(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_maint_defragment(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_maint_move_leader(struct rpc_call *call, const uint8_t *msg, size_t len);
+/* Server stream: the fsm image in chunks, then its SHA-256 (svc_maint.c). */
+void svc_maint_snapshot(struct rpc_call *call, const uint8_t *msg, size_t len);
+/* The space quota in front of KV/Put, KV/Txn and Lease/LeaseGrant (etcd's
+ * quotaKVServer/quotaLeaseServer): -KV_ENOSPACE over the quota, else the
+ * wrapped handler. */
+void svc_quota_put(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_quota_txn(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_quota_lease_grant(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_cluster_member_list(struct rpc_call *call, const uint8_t *msg, size_t len);
+
+/* Watch (svc_watch.c): a bidi stream over the server's watch hub. */
+void svc_watch_on_message(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_watch_on_half_close(struct rpc_call *call);
+void svc_watch_on_close(struct rpc_call *call);
+
+/* Lease (svc_lease.c).  svc_lease_init makes srv->leases and hooks it into
+ * kvs (before fsm and node: a snapshot restore fills it); svc_lease_start
+ * arms the leader's expiry timer (after node_start); svc_lease_stop closes
+ * the timer (shutdown); svc_lease_free frees everything once the loop has
+ * ended.  0 or -KV_ENOMEM. */
+int svc_lease_init(struct server *s);
+int svc_lease_start(struct server *s);
+void svc_lease_stop(struct server *s);
+void svc_lease_free(struct server *s);
+void svc_lease_grant(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_lease_revoke(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_lease_keep_alive(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_lease_keep_alive_half_close(struct rpc_call *call);
+void svc_lease_time_to_live(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_lease_leases(struct rpc_call *call, const uint8_t *msg, size_t len);
 
 #endif

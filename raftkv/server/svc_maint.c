@@ -1,17 +1,50 @@
 /*
  * svc_maint: etcd's Maintenance service (Status, Hash, HashKV, Alarm,
- * Defragment, MoveLeader) and Cluster/MemberList.  All of them answer from
- * this member's own state, as etcd does, without going through raft.
+ * Defragment, MoveLeader, Snapshot), Cluster/MemberList, and the quota
+ * check in front of the writes that grow the store.  Reads answer from this
+ * member's own state, as etcd does, without going through raft; alarm
+ * changes are proposed (CMD_ALARM) and answered once applied.
+ *
+ * Snapshot streams fsm_image(), the very bytes of a raft snapshot, taken in
+ * one piece on the loop (so it is one point in time), zero-padded to a
+ * multiple of 512 bytes and followed by its SHA-256 as a last 32-byte chunk:
+ * etcd's stream shape, whose trailer etcdctl and raftkv-restore check (a
+ * saved file of size 32 mod 512 has a trailer).  Chunks go out a burst per
+ * loop turn while the transport holds less than SVC_SNAP_HIGH bytes for
+ * the call; above that the stream waits on a timer for the client to read,
+ * so a big image never sits whole in the transport's queue.
  */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
+#include <raft.h>
 
 #include "lib/arena.h"
 #include "lib/err.h"
+#include "lib/log.h"
+#include "server/alarm.h"
 #include "server/config.h"
+#include "server/fsm.h"
 #include "server/mvcc.h"
 #include "server/node.h"
+#include "server/prop.h"
 #include "server/server.h"
 #include "server/svc.h"
+
+/* etcd sends 32 KiB chunks; bigger ones cost fewer messages and clients
+ * accept up to 4 MiB. */
+#define SVC_SNAP_CHUNK (256u << 10)
+#ifndef SVC_SNAP_HIGH
+#define SVC_SNAP_HIGH (2u << 20)
+#endif
+#define SVC_SNAP_BURST 16
+#define SVC_SNAP_WAIT_MS 5
+/* etcd's hasChecksum: a file of size 32 mod 512 carries the SHA-256. */
+#define SVC_SNAP_ALIGN 512u
+#define SVC_SNAP_SHA_LEN 32u
 
 static Etcdserverpb__ResponseHeader *svc_header_new(struct server *s, struct arena *a)
 {
@@ -37,6 +70,25 @@ static void svc_send(struct rpc_call *call, const ProtobufCMessage *resp, struct
 	arena_close(a);
 }
 
+/* etcd 3.4's Status.errors: "etcdserver: no leader", then every alarm. */
+static int svc_status_errors(struct server *s, struct arena *a, Etcdserverpb__StatusResponse *resp)
+{
+	size_t i, n = s->alarms.n + 1;
+	char buf[96];
+	resp->errors = arena_alloc(a, n * sizeof(*resp->errors));
+	if (!resp->errors)
+		return -KV_ENOMEM;
+	if (node_leader(&s->node) == 0)
+		resp->errors[resp->n_errors++] = (char *)kv_err_message(-KV_ENOLEADER);
+	for (i = 0; i < s->alarms.n; i++) {
+		alarm_describe(&s->alarms.v[i], buf, sizeof(buf));
+		resp->errors[resp->n_errors] = arena_memdup(a, buf, strlen(buf) + 1);
+		if (!resp->errors[resp->n_errors++])
+			return -KV_ENOMEM;
+	}
+	return 0;
+}
+
 void svc_maint_status(struct rpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
@@ -52,6 +104,11 @@ void svc_maint_status(struct rpc_call *call, const uint8_t *msg, size_t len)
 	resp.raftindex = node_commit_index(&s->node);
 	resp.raftterm = node_term(&s->node);
 	resp.raftappliedindex = node_applied_index(&s->node);
+	if (svc_status_errors(s, &a, &resp)) {
+		arena_close(&a);
+		rpc_call_finish(call, -KV_ENOMEM);
+		return;
+	}
 	svc_send(call, &resp.base, &a);
 }
 
@@ -98,12 +155,26 @@ void svc_maint_hash_kv(struct rpc_call *call, const uint8_t *msg, size_t len)
 	svc_send(call, &resp.base, &a);
 }
 
+static void svc_alarm_done(void *arg, int err, const ProtobufCMessage *resp)
+{
+	struct rpc_call *call = arg;
+	/* No header: etcd 3.4 answers the applier's response as it is. */
+	if (err)
+		rpc_call_finish(call, err);
+	else if (rpc_call_send(call, resp) == 0)
+		rpc_call_finish(call, 0);
+	else
+		rpc_call_finish(call, -KV_ENOMEM);
+	rpc_call_release(call);
+}
+
 void svc_maint_alarm(struct rpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
 	Etcdserverpb__AlarmResponse resp;
 	Etcdserverpb__AlarmRequest *req;
 	struct arena a;
+	int rv;
 	arena_init(&a);
 	req = etcdserverpb__alarm_request__unpack(arena_pb_allocator(&a), len, msg);
 	if (!req) {
@@ -111,19 +182,193 @@ void svc_maint_alarm(struct rpc_call *call, const uint8_t *msg, size_t len)
 		rpc_call_finish(call, -KV_EMALFORMED);
 		return;
 	}
-	/* No alarm can be raised yet (the space quota alarm comes with the
-	 * cluster work), so GET lists none and (DE)ACTIVATE changes nothing. */
-	etcdserverpb__alarm_response__init(&resp);
-	/* etcd answers a GET that finds no alarm with an empty message,
-	 * not even a header (the gateway shows "{}"). */
-	if (req->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
-		rpc_call_send(call, &resp.base);
-		rpc_call_finish(call, 0);
+	if (req->action != ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
+		/* ACTIVATE/DEACTIVATE change replicated state: through raft. */
 		arena_close(&a);
+		rpc_call_hold(call);
+		rv = prop_submit(&s->prop, CMD_ALARM, msg, len, svc_alarm_done, call);
+		if (rv) {
+			rpc_call_finish(call, rv);
+			rpc_call_release(call);
+		}
 		return;
 	}
-	resp.header = svc_header_new(s, &a);
-	svc_send(call, &resp.base, &a);
+	/* GET: the applied table, which every member holds.  No header, as
+	 * etcd (the gateway shows "{}" when no alarm is raised). */
+	rv = alarm_list(&s->alarms, (uint32_t)req->alarm, &a, &resp);
+	if (rv == 0 && rpc_call_send(call, &resp.base) != 0)
+		rv = -KV_ENOMEM;
+	rpc_call_finish(call, rv);
+	arena_close(&a);
+}
+
+/* --- the quota, in front of the writes that grow the store --------------- */
+
+/* etcd's quotaKVServer / quotaLeaseServer: checked before the request is
+ * even validated. */
+static bool svc_quota_ok(struct rpc_call *call, enum cmd_type type, const uint8_t *msg, size_t len)
+{
+	int rv = alarm_quota_check(rpc_call_server(call), type, msg, len);
+	if (rv)
+		rpc_call_finish(call, rv);
+	return rv == 0;
+}
+
+void svc_quota_put(struct rpc_call *call, const uint8_t *msg, size_t len)
+{
+	if (svc_quota_ok(call, CMD_PUT, msg, len))
+		svc_kv_put(call, msg, len);
+}
+
+void svc_quota_txn(struct rpc_call *call, const uint8_t *msg, size_t len)
+{
+	if (svc_quota_ok(call, CMD_TXN, msg, len))
+		svc_kv_txn(call, msg, len);
+}
+
+void svc_quota_lease_grant(struct rpc_call *call, const uint8_t *msg, size_t len)
+{
+	if (svc_quota_ok(call, CMD_LEASE_GRANT, msg, len))
+		svc_lease_grant(call, msg, len);
+}
+
+/* --- Snapshot ----------------------------------------------------------------- */
+
+struct svc_snap {
+	struct rpc_call *call;
+	struct server *srv;
+	uint8_t *img; /* fsm_image (raft_malloc), zero-padded to SVC_SNAP_ALIGN */
+	size_t len, off;
+	EVP_MD_CTX *sha;
+	uv_timer_t timer;
+	uint64_t t0;
+};
+
+static void svc_snap_closed(uv_handle_t *h)
+{
+	struct svc_snap *ss = h->data;
+	raft_free(ss->img);
+	EVP_MD_CTX_free(ss->sha);
+	rpc_call_release(ss->call);
+	free(ss);
+}
+
+static void svc_snap_end(struct svc_snap *ss, int err)
+{
+	rpc_call_finish(ss->call, err);
+	uv_close((uv_handle_t *)&ss->timer, svc_snap_closed);
+}
+
+static int svc_snap_send(struct svc_snap *ss, const uint8_t *blob, size_t n, uint64_t remaining)
+{
+	Etcdserverpb__SnapshotResponse resp = ETCDSERVERPB__SNAPSHOT_RESPONSE__INIT;
+	resp.remaining_bytes = remaining;
+	resp.blob.data = (uint8_t *)blob;
+	resp.blob.len = n;
+	return rpc_call_send(ss->call, &resp.base);
+}
+
+static void svc_snap_pump_cb(uv_timer_t *t);
+
+/* Sends what the transport has room for, then waits for the next turn. */
+static void svc_snap_pump(struct svc_snap *ss)
+{
+	uint8_t sha[EVP_MAX_MD_SIZE];
+	unsigned sha_len = 0;
+	size_t n;
+	int i, rv;
+
+	if (rpc_call_gone(ss->call) || ss->srv->stopping) {
+		svc_snap_end(ss, -KV_ESTOPPED); /* a no-op on a gone call */
+		return;
+	}
+	for (i = 0; i < SVC_SNAP_BURST; i++) {
+		if (rpc_call_pending_bytes(ss->call) >= SVC_SNAP_HIGH) {
+			uv_timer_start(&ss->timer, svc_snap_pump_cb, SVC_SNAP_WAIT_MS, 0);
+			return;
+		}
+		if (ss->off == ss->len) {
+			if (!EVP_DigestFinal_ex(ss->sha, sha, &sha_len) || sha_len != SVC_SNAP_SHA_LEN) {
+				svc_snap_end(ss, -KV_EINTERNAL);
+				return;
+			}
+			rv = svc_snap_send(ss, sha, sha_len, 0);
+			LOGI("snapshot: sent %zu bytes + sha256 in %.1f ms", ss->len,
+			     (double)(uv_hrtime() - ss->t0) / 1e6);
+			svc_snap_end(ss, rv);
+			return;
+		}
+		n = ss->len - ss->off;
+		if (n > SVC_SNAP_CHUNK)
+			n = SVC_SNAP_CHUNK;
+		if (!EVP_DigestUpdate(ss->sha, ss->img + ss->off, n)) {
+			svc_snap_end(ss, -KV_EINTERNAL);
+			return;
+		}
+		rv = svc_snap_send(ss, ss->img + ss->off, n, ss->len - ss->off - n);
+		if (rv) {
+			svc_snap_end(ss, rv);
+			return;
+		}
+		ss->off += n;
+	}
+	/* Let the loop flush and serve others before the next burst. */
+	uv_timer_start(&ss->timer, svc_snap_pump_cb, 0, 0);
+}
+
+static void svc_snap_pump_cb(uv_timer_t *t)
+{
+	svc_snap_pump(t->data);
+}
+
+void svc_maint_snapshot(struct rpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct server *s = rpc_call_server(call);
+	Etcdserverpb__SnapshotRequest *req;
+	struct svc_snap *ss;
+	uint8_t *img = NULL, *grown;
+	size_t ilen = 0, padded;
+	int rv;
+
+	req = etcdserverpb__snapshot_request__unpack(NULL, len, msg);
+	if (!req) {
+		rpc_call_finish(call, -KV_EMALFORMED);
+		return;
+	}
+	etcdserverpb__snapshot_request__free_unpacked(req, NULL);
+	ss = calloc(1, sizeof(*ss));
+	if (!ss) {
+		rpc_call_finish(call, -KV_ENOMEM);
+		return;
+	}
+	ss->t0 = uv_hrtime();
+	rv = fsm_image(s, &img, &ilen);
+	if (rv) {
+		free(ss);
+		rpc_call_finish(call, rv);
+		return;
+	}
+	padded = (ilen + SVC_SNAP_ALIGN - 1) / SVC_SNAP_ALIGN * SVC_SNAP_ALIGN;
+	grown = raft_realloc(img, padded);
+	ss->sha = EVP_MD_CTX_new();
+	if (!grown || !ss->sha || !EVP_DigestInit_ex(ss->sha, EVP_sha256(), NULL)) {
+		raft_free(grown ? grown : img);
+		EVP_MD_CTX_free(ss->sha);
+		free(ss);
+		rpc_call_finish(call, -KV_ENOMEM);
+		return;
+	}
+	memset(grown + ilen, 0, padded - ilen);
+	ss->img = grown;
+	ss->len = padded;
+	ss->call = call;
+	ss->srv = s;
+	uv_timer_init(s->loop, &ss->timer);
+	ss->timer.data = ss;
+	rpc_call_hold(call);
+	LOGI("snapshot: streaming a %zu byte image of revision %" PRId64 " (%.1f ms to take)", ilen,
+	     mvcc_rev(s->mvcc), (double)(uv_hrtime() - ss->t0) / 1e6);
+	svc_snap_pump(ss);
 }
 
 void svc_maint_defragment(struct rpc_call *call, const uint8_t *msg, size_t len)
@@ -202,5 +447,6 @@ void svc_cluster_member_list(struct rpc_call *call, const uint8_t *msg, size_t l
 
 int svc_health(struct server *s)
 {
-	return node_leader(&s->node) != 0;
+	/* etcd 3.4's checkHealth: any raised alarm, or no leader, is unhealthy. */
+	return node_leader(&s->node) != 0 && !alarm_active(&s->alarms, ETCDSERVERPB__ALARM_TYPE__NONE);
 }
