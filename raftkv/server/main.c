@@ -39,6 +39,7 @@
 #include "server/prop.h"
 #include "server/server.h"
 #include "server/svc.h"
+#include "server/watch.h"
 
 /* node.c's identity file: its absence is what makes a data dir new. */
 #define MAIN_ID_FILE "raftkv-identity"
@@ -145,9 +146,8 @@ static void main_warn_unused(const struct config *cfg)
 		LOGW("--grpc-keepalive-* settings are not used yet (TCP keepalive is on)");
 	if (!cfg->enable_grpc_gateway)
 		LOGW("--enable-grpc-gateway=false is not honoured yet");
-	if (cfg->watch_progress_notify_ms != 600000 || cfg->warning_apply_ms != 100)
-		LOGW("--experimental-watch-progress-notify-interval and "
-		     "--experimental-warning-apply-duration are not used yet");
+	if (cfg->warning_apply_ms != 100)
+		LOGW("--experimental-warning-apply-duration is not used yet");
 }
 
 /* A data dir is new until node.c has written its identity file there. */
@@ -278,6 +278,9 @@ static int main_start(void)
 	if (rv)
 		return main_fail("creating the lease table", rv);
 	srv->kvs.max_txn_ops = cfg->max_txn_ops;
+	rv = watch_hub_new(srv, &srv->watch); /* attaches itself to mvcc */
+	if (rv)
+		return main_fail("setting up watches", rv);
 
 	rv = fsm_init(&main_fsm, srv);
 	if (rv)
@@ -349,6 +352,7 @@ int main(int argc, char **argv)
 	if (uv_loop_close(main_srv.loop) != 0)
 		LOGW("some libuv handles were still open at exit");
 	svc_lease_free(&main_srv);
+	watch_hub_free(main_srv.watch);
 	mvcc_free(main_srv.mvcc);
 	config_close(&main_cfg);
 	LOGI("stopped");

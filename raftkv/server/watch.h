@@ -15,8 +15,10 @@
  * transport still holds for that stream.  Above high_water the watcher is
  * not sent anything: it moves to the UNSYNCED set, remembering the first
  * revision it has not received, and later catches up from the store's
- * history (mvcc_changes) in windows of at most max_sync_revs revisions, once
- * its stream has drained below low_water.  A watcher whose next revision
+ * history (mvcc_changes), once its stream has drained below low_water, in
+ * windows of revisions that widen while they come back sparse (one pass
+ * over the watcher's key range per window) and in responses of about
+ * max_resp_bytes cut at revision boundaries.  A watcher whose next revision
  * has been compacted meanwhile is canceled with compact_revision, as etcd.
  * Watchers created with a start_revision in the past begin unsynced.  A
  * watcher moves back to SYNCED when it has everything up to the current
