@@ -97,7 +97,10 @@ static const struct gw_route gw_routes[] = {
 	{"auth/role/revoke", &etcdserverpb__auth__descriptor, "RoleRevokePermission"},
 };
 
-static const char *const gw_prefixes[] = {"/v3/", "/v3beta/", "/v3alpha/"};
+/* What etcd 3.4 serves.  /v3alpha/ (etcd3gw's default) answers 404 there,
+ * and a drop-in replacement must answer as etcd does: etcd3gw users pass
+ * api_path='/v3/' against etcd 3.4 too. */
+static const char *const gw_prefixes[] = {"/v3/", "/v3beta/"};
 
 struct gw_call {
 	struct rpc_call_head head;       /* first: rpc.c dispatches through it */
@@ -557,6 +560,14 @@ static void gw_half_close(struct gw_call *gc)
 	}
 }
 
+/* Go's json.Decoder meets a broken chunked body's read error where it
+ * wants bytes past the data read before it: no value left, or a value cut
+ * short. */
+static bool gw_body_broke(const struct http1_req *req, int rv, const char *err)
+{
+	return req->body_err[0] && (rv == 1 || (rv == -KV_EINVAL && strcmp(err, "unexpected EOF") == 0));
+}
+
 /* Unary and server-streaming: the first JSON value is the request; an
  * empty body is an empty request. */
 static void gw_feed_one(struct gw_call *gc, const ProtobufCMessageDescriptor *desc, const struct http1_req *req,
@@ -571,7 +582,10 @@ static void gw_feed_one(struct gw_call *gc, const ProtobufCMessageDescriptor *de
 	arena_init(&a);
 	rv = pbjson_decode_next(desc, (const char *)req->body, req->body_len, &off, arena_pb_allocator(&a), &msg,
 				err);
-	if (rv == 1) {
+	if (gw_body_broke(req, rv, err)) {
+		snprintf(err, sizeof(err), "%s", req->body_err);
+		rv = -KV_EINVAL;
+	} else if (rv == 1) {
 		msg = arena_alloc(&a, desc->sizeof_message);
 		if (msg)
 			desc->message_init(msg);
@@ -608,6 +622,10 @@ static void gw_feed_stream(struct gw_call *gc, const ProtobufCMessageDescriptor 
 		if (rv == 0)
 			gw_deliver(gc, msg, rpc_path, known);
 		arena_close(&a);
+		if (gw_body_broke(req, rv, err)) {
+			snprintf(err, sizeof(err), "%s", req->body_err);
+			rv = -KV_EINVAL;
+		}
 		if (rv == 1)
 			break;
 		if (rv < 0) {

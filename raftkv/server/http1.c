@@ -36,6 +36,8 @@ struct http1_conn {
 	bool in_dispatch;       /* a handler is running right now */
 	bool closing;           /* no more requests: close after output */
 	bool continue_sent;     /* "100 Continue" sent for the current request */
+	size_t chunk_off;       /* chunked body: next chunk-size line, 0 if none yet */
+	size_t chunk_body;      /* chunked body: data bytes before chunk_off */
 };
 
 static void http1_not_found(struct http1_req *req);
@@ -334,7 +336,12 @@ static void http1_fail(struct http1_conn *hc, int status, const char *detail)
 	char out[512];
 	int n;
 
-	if (detail)
+	if (status == 501)
+		n = snprintf(out, sizeof(out),
+			     "HTTP/1.1 501 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+			     "Connection: close\r\n\r\nUnsupported transfer encoding",
+			     http1_reason(status));
+	else if (detail)
 		n = snprintf(out, sizeof(out),
 			     "HTTP/1.1 %d %s: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 			     "Connection: close\r\n\r\n%d %s: %s",
@@ -499,15 +506,17 @@ static int http1_parse_request_line(struct http1_req *req, const char *p, size_t
 }
 
 /* Parses the header block [buf, buf + hlen) into req.  Returns 0, or the
- * HTTP status to fail with; *content_length is -1 when absent. */
+ * HTTP status to fail with; *content_length is -1 when absent (and when
+ * the body is chunked, *chunked, as Go ignores Content-Length then). */
 static int http1_parse_head(struct http1_req *req, const char *buf, size_t hlen, long long *content_length,
-			    const char **detail)
+			    bool *chunked, const char **detail)
 {
 	const char *p = buf, *end = buf + hlen, *next, *colon, *v, *ve;
 	size_t len, i;
 	int rv;
 
 	*content_length = -1;
+	*chunked = false;
 	*detail = NULL;
 	len = http1_line(p, end, &next);
 	rv = http1_parse_request_line(req, p, len);
@@ -556,7 +565,12 @@ static int http1_parse_head(struct http1_req *req, const char *buf, size_t hlen,
 				return 400;
 			*content_length = n;
 		} else if (f->name_len == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0) {
-			if (!(f->value_len == 8 && strncasecmp(v, "identity", 8) == 0))
+			/* Go reads Transfer-Encoding from HTTP/1.1 on only */
+			if (req->minor == 0)
+				continue;
+			if (f->value_len == 7 && strncasecmp(v, "chunked", 7) == 0)
+				*chunked = true;
+			else if (!(f->value_len == 8 && strncasecmp(v, "identity", 8) == 0))
 				return 501;
 		} else if (f->name_len == 10 && strncasecmp(p, "Connection", 10) == 0) {
 			if (http1_list_has(v, f->value_len, "close"))
@@ -569,7 +583,187 @@ static int http1_parse_head(struct http1_req *req, const char *buf, size_t hlen,
 		*detail = "missing required Host header";
 		return 400;
 	}
+	if (*chunked)
+		*content_length = -1;
 	return 0;
+}
+
+/* A chunk-size line without its '\n', as Go 1.19's chunked reader takes
+ * it: trailing whitespace trimmed, an extension after ';' dropped, then up
+ * to 16 hex digits (none reads as 0).  Returns NULL, or Go's error text. */
+static const char *http1_chunk_size(const char *p, size_t len, uint64_t *n)
+{
+	const char *semi;
+	size_t i;
+
+	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t' || p[len - 1] == '\r' || p[len - 1] == '\n'))
+		len--;
+	semi = memchr(p, ';', len);
+	if (semi)
+		len = (size_t)(semi - p);
+	*n = 0;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)p[i];
+		unsigned d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return "invalid byte in chunk length";
+		if (i == 16)
+			return "http chunk length too large";
+		*n = *n << 4 | d;
+	}
+	return NULL;
+}
+
+/* A trailer line as Go 1.19.8's textproto.ReadMIMEHeader checks it;
+ * false with Go's error text in err. */
+static bool http1_trailer_ok(const char *p, size_t len, bool first, char *err, size_t size)
+{
+	size_t i, w;
+
+	if (first && (p[0] == ' ' || p[0] == '\t')) {
+		snprintf(err, size, "malformed MIME header initial line: %.*s", (int)len, p);
+		return false;
+	}
+	if (p[0] == ' ' || p[0] == '\t')
+		return true; /* a continuation */
+	if (!memchr(p, ':', len)) {
+		/* strconv.Quote, near enough */
+		w = (size_t)snprintf(err, size, "malformed MIME header: missing colon: \"");
+		for (i = 0; i < len && w + 6 < size; i++) {
+			unsigned char c = (unsigned char)p[i];
+			if (c == '"' || c == '\\')
+				w += (size_t)snprintf(err + w, size - w, "\\%c", c);
+			else if (c < 0x20 || c >= 0x7f)
+				w += (size_t)snprintf(err + w, size - w, "\\x%02x", c);
+			else
+				err[w++] = (char)c;
+		}
+		snprintf(err + w, size - w, "\"");
+		return false;
+	}
+	return true; /* Go lets any key through in trailers */
+}
+
+/* The chunked body that starts at hc->buf[start]: 1 once the last chunk
+ * and the trailers are in (*raw_len bytes in all, *body_len of data), 0
+ * while more must come, 413 when the data exceed max_body.  A malformed
+ * body is 1 too, with Go's read error in err, *raw_len all there is and
+ * *body_len the data Go's reader returned before failing.  Progress is
+ * kept in hc, so a big body is scanned once. */
+static int http1_chunked_scan(struct http1_conn *hc, size_t start, size_t *raw_len, size_t *body_len,
+			      char *err, size_t err_size)
+{
+	size_t off = hc->chunk_off ? hc->chunk_off : start, body = hc->chunk_body;
+	const char *end = hc->buf + hc->len, *e;
+
+	err[0] = '\0';
+	for (;;) {
+		const char *p = hc->buf + off, *nl, *data;
+		uint64_t n;
+
+		/* Go's maxLineLength counts the '\n' */
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl ? nl - p >= 4095 : end - p >= 4096)
+			e = "header line too long";
+		else if (!nl)
+			return 0;
+		else
+			e = http1_chunk_size(p, (size_t)(nl - p), &n);
+		if (e) {
+			snprintf(err, err_size, "%s", e);
+			goto broken;
+		}
+		data = nl + 1;
+		if (n == 0) {
+			/* trailers (checked, not kept), then a blank line */
+			const char *t = data, *tn;
+			size_t tl;
+			bool first = true;
+			for (;;) {
+				tn = memchr(t, '\n', (size_t)(end - t));
+				if (!tn)
+					return end - data > HTTP1_MAX_HEADER_BYTES ? 431 : 0;
+				tl = (size_t)(tn - t);
+				if (tl > 0 && t[tl - 1] == '\r')
+					tl--;
+				if (tl == 0) {
+					t = tn + 1;
+					break;
+				}
+				if (!err[0] && !http1_trailer_ok(t, tl, first, err, err_size)) {
+					/* Go stops reading here, yet the
+					 * connection closes anyway */
+					t = end;
+					break;
+				}
+				first = false;
+				t = tn + 1;
+			}
+			*raw_len = (size_t)(t - (hc->buf + start));
+			*body_len = body;
+			return 1;
+		}
+		if (n > hc->max_body - body)
+			return 413;
+		if ((size_t)(end - data) < n + 2)
+			return 0;
+		if (data[n] != '\r' || data[n + 1] != '\n') {
+			/* the chunk's data was read before its end was not */
+			snprintf(err, err_size, "malformed chunked encoding");
+			body += n;
+			goto broken;
+		}
+		body += n;
+		off = (size_t)(data + n + 2 - hc->buf);
+		hc->chunk_off = off;
+		hc->chunk_body = body;
+	}
+broken:
+	*raw_len = hc->len - start;
+	*body_len = body;
+	return 1;
+}
+
+/* Moves the data of the chunked body at hc->buf[start] (checked by
+ * http1_chunked_scan) together, in place, from hc->buf[start] on. */
+static void http1_chunked_join(struct http1_conn *hc, size_t start, size_t body_len)
+{
+	char *buf = hc->buf;
+	size_t r = start, w = start;
+	uint64_t n = 0;
+
+	while (w - start < body_len) {
+		const char *nl = memchr(buf + r, '\n', hc->len - r);
+		if (!nl || http1_chunk_size(buf + r, (size_t)(nl - (buf + r)), &n))
+			return; /* cannot be: scanned already */
+		if (n > body_len - (w - start))
+			return;
+		r = (size_t)(nl + 1 - buf);
+		memmove(buf + w, buf + r, (size_t)n);
+		w += (size_t)n;
+		r += (size_t)n + 2;
+	}
+}
+
+/* Body still on its way: curl waits for "100 Continue" before sending a
+ * large one. */
+static void http1_continue(struct http1_conn *hc, const struct http1_req *req)
+{
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	size_t ev_len;
+	const char *ev = http1_header(req, "Expect", &ev_len);
+
+	if (ev && !hc->continue_sent && ev_len == 12 && strncasecmp(ev, "100-continue", 12) == 0) {
+		conn_out(hc->conn, cont, sizeof(cont) - 1);
+		conn_want_flush(hc->conn);
+		hc->continue_sent = true;
+	}
 }
 
 /* Drops the bytes of the request just answered. */
@@ -579,6 +773,8 @@ static void http1_consume(struct http1_conn *hc, size_t n)
 	hc->len -= n;
 	hc->scan = 0;
 	hc->continue_sent = false;
+	hc->chunk_off = 0;
+	hc->chunk_body = 0;
 	if (hc->len == 0 && hc->cap > HTTP1_KEEP_BUF) {
 		free(hc->buf);
 		hc->buf = NULL;
@@ -610,7 +806,8 @@ static void http1_process(struct http1_conn *hc)
 	struct http1_req *req;
 	const char *detail;
 	long long clen;
-	size_t hlen;
+	size_t hlen, raw_len = 0, body_len = 0;
+	bool chunked;
 	int status;
 
 	while (!hc->req && !hc->closing && hc->len > 0) {
@@ -630,22 +827,32 @@ static void http1_process(struct http1_conn *hc)
 			return;
 		}
 		memset(req, 0, offsetof(struct http1_req, fields));
-		status = http1_parse_head(req, hc->buf, hlen, &clen, &detail);
+		status = http1_parse_head(req, hc->buf, hlen, &clen, &chunked, &detail);
 		if (status == 0 && clen > (long long)hc->max_body)
 			status = 413;
-		if (status == 0 && clen > 0 && hc->len < hlen + (size_t)clen) {
-			/* Body still on its way; curl waits for this before
-			 * sending a large one. */
-			size_t ev_len;
-			const char *ev = http1_header(req, "Expect", &ev_len);
-			if (ev && !hc->continue_sent && ev_len == 12 && strncasecmp(ev, "100-continue", 12) == 0) {
-				static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-				conn_out(hc->conn, cont, sizeof(cont) - 1);
-				conn_want_flush(hc->conn);
-				hc->continue_sent = true;
+		if (status == 0 && chunked) {
+			status = http1_chunked_scan(hc, hlen, &raw_len, &body_len, req->body_err,
+						    sizeof(req->body_err));
+			if (status == 1) {
+				status = 0;
+				http1_chunked_join(hc, hlen, body_len);
+				/* Go gives up on a connection whose body it
+				 * could not read to the end */
+				if (req->body_err[0])
+					hc->closing = true;
+			} else if (status == 0) {
+				http1_continue(hc, req);
+				free(req);
+				return;
 			}
-			free(req);
-			return;
+		} else if (status == 0) {
+			body_len = clen > 0 ? (size_t)clen : 0;
+			raw_len = body_len;
+			if (hc->len < hlen + body_len) {
+				http1_continue(hc, req);
+				free(req);
+				return;
+			}
 		}
 		if (status) {
 			free(req);
@@ -656,8 +863,8 @@ static void http1_process(struct http1_conn *hc)
 		req->srv = hc->conn->srv;
 		req->refs = 1; /* the connection's, until answered */
 		req->body = (const uint8_t *)hc->buf + hlen;
-		req->body_len = clen > 0 ? (size_t)clen : 0;
-		req->size = hlen + req->body_len;
+		req->body_len = body_len;
+		req->size = hlen + raw_len;
 		hc->req = req;
 		hc->in_dispatch = true;
 		http1_dispatch(req);

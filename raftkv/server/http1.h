@@ -5,10 +5,12 @@
  * etcd 3.4 (Go net/http) byte for byte where clients could care: status,
  * Content-Type, body, the CORS headers etcd adds, Go's 404 and 405 texts.
  *
- * Bounds: 64 KiB of request line and headers, 100 header fields, bodies with
- * Content-Length up to --max-request-bytes + 512 KiB (no chunked uploads).
+ * Bounds: 64 KiB of request line and headers, 100 header fields, bodies
+ * (Content-Length or chunked, read whole before the handler runs) up to
+ * twice (--max-request-bytes + 512 KiB), room for the gateway's base64.
  * One request at a time per connection: pipelined requests wait in the
- * buffer, and reading pauses while a handler answers asynchronously.
+ * buffer, and reading pauses while a handler answers asynchronously (a
+ * streamed answer reads on, to notice the client leaving).
  */
 #ifndef RAFTKV_HTTP1_H
 #define RAFTKV_HTTP1_H
@@ -45,6 +47,8 @@ struct http1_req {
 	const char *query;      /* after '?', "" if none */
 	const uint8_t *body;
 	size_t body_len;
+	char body_err[160];     /* a chunked body broke off: Go's read error
+				 * (body holds the data before it), or "" */
 	size_t size;            /* request line, headers and body, in bytes */
 	uint32_t method_len;
 	uint32_t path_len;
