@@ -63,7 +63,24 @@ enum grpc_code {
 	X(KV_EMSGTOOLARGE, GRPC_RESOURCE_EXHAUSTED, "grpc: received message larger than max") \
 	X(KV_EIO, GRPC_UNAVAILABLE, "etcdserver: storage failure")                        \
 	X(KV_EINVAL, GRPC_INVALID_ARGUMENT, "etcdserver: invalid argument")               \
-	X(KV_ECORRUPT, GRPC_DATA_LOSS, "etcdserver: corrupt cluster")
+	X(KV_ECORRUPT, GRPC_DATA_LOSS, "etcdserver: corrupt cluster")                     \
+	X(KV_EMEMBEREXIST, GRPC_FAILED_PRECONDITION, "etcdserver: member ID already exist") \
+	X(KV_EPEERURLEXIST, GRPC_FAILED_PRECONDITION, "etcdserver: Peer URLs already exists") \
+	X(KV_EMEMBERNOTENOUGHSTARTED, GRPC_FAILED_PRECONDITION,                            \
+	  "etcdserver: re-configuration failed due to not enough started members")         \
+	X(KV_EMEMBERBADURLS, GRPC_INVALID_ARGUMENT, "etcdserver: given member URLs are invalid") \
+	X(KV_EMEMBERNOTLEARNER, GRPC_FAILED_PRECONDITION,                                  \
+	  "etcdserver: can only promote a learner member")                                 \
+	X(KV_ELEARNERNOTREADY, GRPC_FAILED_PRECONDITION,                                   \
+	  "etcdserver: can only promote a learner member which is in sync with leader")    \
+	X(KV_ETOOMANYLEARNERS, GRPC_FAILED_PRECONDITION,                                   \
+	  "etcdserver: too many learner members in cluster")                               \
+	X(KV_ELEARNERRPC, GRPC_UNAVAILABLE, "etcdserver: rpc not supported for learner") \
+	/* Client library (kvc): no server reachable, or the connection was lost. */  \
+	X(KV_EUNAVAILABLE, GRPC_UNAVAILABLE, "grpc: connection unavailable")              \
+	/* Client library (kvc): a server status whose message is not in this       \
+	 * table; the call keeps the server's code and text. */                      \
+	X(KV_EREMOTE, GRPC_UNKNOWN, "grpc: unrecognized error from server")
 
 enum kv_err {
 	KV_OK = 0,

@@ -375,49 +375,63 @@ static bool alarm_available(uint64_t size, uint64_t cost, int64_t quota)
 	return quota == INT64_MAX || (cost < (uint64_t)quota && size < (uint64_t)quota - cost);
 }
 
+/* One ACTIVATE of ours in flight, and the request waiting for it. */
+struct alarm_raise {
+	struct server *s;
+	prop_done_cb cb;
+	void *arg;
+};
+
 static void alarm_raise_done(void *arg, int err, const ProtobufCMessage *resp)
 {
-	struct server *s = arg;
-	(void)resp;
-	s->alarms.raising = false;
-	if (err)
+	struct alarm_raise *r = arg;
+	struct server *s = r->s;
+	s->alarms.raising--;
+	if (err && !s->stopping)
 		LOGW("alarm: proposing NOSPACE failed (%s); the next write over the quota "
 		     "tries again",
 		     kv_err_name(err));
+	r->cb(r->arg, err, resp);
+	free(r);
 }
 
-/* etcd's quotaAlarmer: this member asks for its own NOSPACE alarm. */
-static void alarm_raise(struct server *s, uint64_t size, uint64_t cost, int64_t quota)
+int alarm_quota_check(struct server *s, enum cmd_type type, const uint8_t *payload, size_t len,
+		      prop_done_cb cb, void *arg)
 {
 	Etcdserverpb__AlarmRequest req = ETCDSERVERPB__ALARM_REQUEST__INIT;
+	int64_t quota = alarm_quota_bytes(s->cfg), cost;
+	uint64_t size = mvcc_bytes(s->mvcc);
+	struct alarm_raise *r;
 	uint8_t buf[32];
 	size_t n;
 	bool found;
-
-	alarm_find(&s->alarms, ETCDSERVERPB__ALARM_TYPE__NOSPACE, s->member_id, &found);
-	if (found || s->alarms.raising)
-		return;
-	req.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
-	req.memberid = s->member_id;
-	req.alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
-	n = etcdserverpb__alarm_request__pack(&req, buf);
-	LOGW("store size %" PRIu64 " + request cost %" PRIu64 " reaches the backend quota "
-	     "%" PRId64 ": raising the NOSPACE alarm",
-	     size, cost, quota);
-	if (prop_submit(&s->prop, CMD_ALARM, buf, n, alarm_raise_done, s) == 0)
-		s->alarms.raising = true;
-}
-
-int alarm_quota_check(struct server *s, enum cmd_type type, const uint8_t *payload, size_t len)
-{
-	int64_t quota = alarm_quota_bytes(s->cfg), cost;
-	uint64_t size = mvcc_bytes(s->mvcc);
 
 	if (alarm_available(size, alarm_cost_bound(type, len), quota))
 		return 0;
 	cost = alarm_cost(type, payload, len);
 	if (cost < 0 || alarm_available(size, (uint64_t)cost, quota))
 		return 0;
-	alarm_raise(s, size, (uint64_t)cost, quota);
-	return -KV_ENOSPACE;
+	alarm_find(&s->alarms, ETCDSERVERPB__ALARM_TYPE__NOSPACE, s->member_id, &found);
+	if (found)
+		return -KV_ENOSPACE;
+	/* etcd's quotaAlarmer: every refused request asks for this member's
+	 * alarm (a repeated ACTIVATE changes nothing) and answers after. */
+	req.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
+	req.memberid = s->member_id;
+	req.alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+	n = etcdserverpb__alarm_request__pack(&req, buf);
+	if (!(r = malloc(sizeof(*r))))
+		return -KV_ENOSPACE;
+	r->s = s;
+	r->cb = cb;
+	r->arg = arg;
+	if (prop_submit(&s->prop, CMD_ALARM, buf, n, alarm_raise_done, r) != 0) {
+		free(r);
+		return -KV_ENOSPACE;
+	}
+	if (s->alarms.raising++ == 0)
+		LOGW("store size %" PRIu64 " + request cost %" PRId64 " reaches the backend quota "
+		     "%" PRId64 ": raising the NOSPACE alarm",
+		     size, cost, quota);
+	return 1;
 }

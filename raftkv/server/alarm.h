@@ -33,6 +33,7 @@
 
 #include "lib/arena.h"
 #include "server/cmd.h"
+#include "server/prop.h"
 #include "rpc.pb-c.h"
 
 struct server;
@@ -47,8 +48,8 @@ struct alarm_member {
 struct alarm_table {
 	struct alarm_member *v; /* sorted by (type, member_id), no duplicates */
 	size_t n, cap;
-	/* Not replicated: this member's NOSPACE activation is in flight. */
-	bool raising;
+	/* Not replicated: activations of ours in flight (to log once). */
+	unsigned raising;
 };
 
 void alarm_table_close(struct alarm_table *t);
@@ -93,11 +94,18 @@ void alarm_describe(const struct alarm_member *m, char *buf, size_t size);
 int64_t alarm_quota_bytes(const struct config *cfg);
 
 /* etcd's quota check for a write about to be proposed (type CMD_PUT,
- * CMD_TXN or CMD_LEASE_GRANT; other types cost nothing): 0 when the store
- * size plus the request's cost stays below the quota.  Otherwise it
- * proposes this member's NOSPACE alarm (once while one is in flight or
- * raised) and returns -KV_ENOSPACE.  A payload that does not decode passes
- * (the service reports it). */
-int alarm_quota_check(struct server *s, enum cmd_type type, const uint8_t *payload, size_t len);
+ * CMD_TXN or CMD_LEASE_GRANT; other types cost nothing).  Returns
+ *   0             the store size plus the request's cost stays below the
+ *                 quota (a payload that does not decode passes: the
+ *                 service reports it);
+ *   1             it does not, and this member's NOSPACE alarm is being
+ *                 proposed: cb(arg, ...) runs once, when that proposal is
+ *                 applied or failed, and the request then fails with
+ *                 -KV_ENOSPACE (etcd's quotaAlarmer answers only after its
+ *                 Alarm request returned, so the alarm is listed by then);
+ *   -KV_ENOSPACE  it does not and the alarm is raised already, or cannot be
+ *                 proposed: fail the request now; cb never runs. */
+int alarm_quota_check(struct server *s, enum cmd_type type, const uint8_t *payload, size_t len,
+		      prop_done_cb cb, void *arg);
 
 #endif

@@ -28,6 +28,13 @@ enum cmd_type {
 			       * to the minimum; ID 0: chosen at apply, lease.h) */
 	CMD_LEASE_REVOKE = 6, /* etcdserverpb.LeaseRevokeRequest (client or expiry) */
 	CMD_ALARM = 7,        /* etcdserverpb.AlarmRequest: ACTIVATE or DEACTIVATE (alarm.h) */
+	/* Membership (members.h): the replicated member table. */
+	CMD_MEMBER_INIT = 8,    /* members_encode() image of the bootstrap table */
+	CMD_MEMBER_ADD = 9,     /* etcdserverpb.MemberAddRequest (id derived at apply) */
+	CMD_MEMBER_REMOVE = 10, /* etcdserverpb.MemberRemoveRequest */
+	CMD_MEMBER_UPDATE = 11, /* etcdserverpb.MemberUpdateRequest */
+	CMD_MEMBER_PROMOTE = 12, /* etcdserverpb.MemberPromoteRequest */
+	CMD_MEMBER_PUBLISH = 13, /* etcdserverpb.Member: ID, name, clientURLs */
 	CMD__MAX
 };
 

@@ -25,9 +25,11 @@
  *
  * snapshot / snapshot_finalize: the store's canonical image (mvcc_encode)
  * followed by the lease section (lease_table_encode's image, then its
- * length as u64 LE) and the alarm section (alarm_table_encode, then its
- * length): format 3.  Format 2 had no alarm section and format 1 the store
- * image alone; both are still read.  The whole is compressed as one LZ4
+ * length as u64 LE), the alarm section (alarm_table_encode, then its
+ * length) and the member section (members_encode, then its length): format
+ * 4.  Format 3 had no member section (read as an uninitialised table, which
+ * the leader fills again), format 2 no alarm section and format 1 the store
+ * image alone; all are still read.  The whole is compressed as one LZ4
  * frame with a content checksum, behind our own header (magic, format
  * version, uncompressed size).  libraft 0.22.1 calls this inline on the loop
  * and writes the bytes raw, so the encode and the compression cost loop
@@ -56,6 +58,7 @@
 #include "server/cmd.h"
 #include "server/kvs.h"
 #include "server/lease.h"
+#include "server/members.h"
 #include "server/mvcc.h"
 #include "server/node.h"
 #include "server/prop.h"
@@ -64,8 +67,10 @@
 
 /* Snapshot header: magic | format u32 LE | uncompressed length u64 LE. */
 #define FSM_SNAP_MAGIC "RKVS"
-#define FSM_SNAP_FORMAT 3u
-/* Format 2: no alarm section.  Format 1: the store image alone. */
+#define FSM_SNAP_FORMAT 4u
+/* Format 3: no member section.  Format 2: no alarm section either.  Format
+ * 1: the store image alone. */
+#define FSM_SNAP_FORMAT_V3 3u
 #define FSM_SNAP_FORMAT_V2 2u
 #define FSM_SNAP_FORMAT_V1 1u
 #define FSM_SNAP_HEADER 16u
@@ -212,6 +217,16 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		out = &resp.alarm.base;
 		break;
 	}
+	case CMD_MEMBER_INIT:
+	case CMD_MEMBER_ADD:
+	case CMD_MEMBER_REMOVE:
+	case CMD_MEMBER_UPDATE:
+	case CMD_MEMBER_PROMOTE:
+	case CMD_MEMBER_PUBLISH:
+		/* The member table; libraft's configuration follows it
+		 * (svc_cluster.c). */
+		err = members_apply(&srv->members, c, &a, &out);
+		break;
 	default:
 		err = -KV_EINTERNAL;
 		break;
@@ -312,6 +327,29 @@ static int fsm_append_alarms(struct server *srv, uint8_t **img, size_t *img_len)
 	return 0;
 }
 
+/* Appends the member section: member table image | its length. */
+static int fsm_append_members(struct server *srv, uint8_t **img, size_t *img_len)
+{
+	uint8_t *mimg = NULL, *grown = NULL;
+	size_t mlen = 0;
+	int rv;
+
+	rv = members_encode(&srv->members, &mimg, &mlen);
+	if (rv == 0 && !(grown = realloc(*img, *img_len + mlen + 8)))
+		rv = -KV_ENOMEM;
+	if (rv) {
+		free(mimg);
+		free(*img);
+		return rv;
+	}
+	memcpy(grown + *img_len, mimg, mlen);
+	fsm_put_u64(grown + *img_len + mlen, mlen);
+	free(mimg);
+	*img = grown;
+	*img_len += mlen + 8;
+	return 0;
+}
+
 int fsm_image(struct server *srv, uint8_t **data, size_t *len)
 {
 	LZ4F_preferences_t prefs;
@@ -325,6 +363,8 @@ int fsm_image(struct server *srv, uint8_t **data, size_t *len)
 		rv = fsm_append_leases(srv, &img, &img_len);
 	if (rv == 0)
 		rv = fsm_append_alarms(srv, &img, &img_len);
+	if (rv == 0)
+		rv = fsm_append_members(srv, &img, &img_len);
 	if (rv) {
 		LOGE("snapshot: cannot encode the store: %s", kv_err_name(rv));
 		return rv;
@@ -481,7 +521,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	const char *why = NULL;
 	struct mvcc *fresh, *old;
 	struct alarm_table alarms;
+	struct members members;
 	uint64_t raw_len, body_len, store_len, lease_len, alarm_len = 0, t0 = uv_hrtime();
+	uint64_t members_len = 0;
 	uint32_t format;
 	uint8_t *img;
 	int rv;
@@ -491,8 +533,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		goto corrupt;
 	}
 	format = fsm_get_u32(p + 4);
-	if (format != FSM_SNAP_FORMAT && format != FSM_SNAP_FORMAT_V2 &&
-	    format != FSM_SNAP_FORMAT_V1) {
+	if (format != FSM_SNAP_FORMAT && format != FSM_SNAP_FORMAT_V3 &&
+	    format != FSM_SNAP_FORMAT_V2 && format != FSM_SNAP_FORMAT_V1) {
 		LOGE("the raft snapshot in %s has format version %u; this raftkv reads "
 		     "version %u only (written by a newer raftkv?): refusing to load it",
 		     srv->cfg->data_dir, format, FSM_SNAP_FORMAT);
@@ -513,23 +555,50 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		LOGE("restoring the raft snapshot: out of memory");
 		return RAFT_NOMEM;
 	}
-	/* Format 3 ends with the alarm section: alarm image | its length.
-	 * Decoded first, into a table of its own, so that nothing is changed
-	 * when it turns out corrupt. */
+	/* Sections are peeled off the end, newest first; body_len is what is
+	 * left.  Since format 3 the alarm section: alarm image | its length.
+	 * Decoded into a table of its own, so that nothing is changed when
+	 * the image turns out corrupt. */
 	memset(&alarms, 0, sizeof(alarms));
+	members_init(&members);
+	members.self_id = srv->members.self_id;
 	body_len = raw_len;
-	if (format == FSM_SNAP_FORMAT) {
-		if (raw_len < 8 || (alarm_len = fsm_get_u64(img + raw_len - 8)) > raw_len - 8) {
+	/* Since format 4 the member section: member image | its length. */
+	if (format >= 4u) {
+		if (body_len < 8 ||
+		    (members_len = fsm_get_u64(img + body_len - 8)) > body_len - 8) {
 			free(img);
 			mvcc_free(fresh);
+			why = "bad member section length";
+			goto corrupt;
+		}
+		body_len -= 8 + members_len;
+		rv = members_decode(&members, img + body_len, members_len);
+		if (rv) {
+			free(img);
+			mvcc_free(fresh);
+			if (rv == -KV_ENOMEM) {
+				LOGE("restoring the raft snapshot: out of memory");
+				return RAFT_NOMEM;
+			}
+			why = "the member section inside does not decode";
+			goto corrupt;
+		}
+	}
+	if (format >= 3u) {
+		if (body_len < 8 || (alarm_len = fsm_get_u64(img + body_len - 8)) > body_len - 8) {
+			free(img);
+			mvcc_free(fresh);
+			members_close(&members);
 			why = "bad alarm section length";
 			goto corrupt;
 		}
-		body_len = raw_len - 8 - alarm_len;
+		body_len -= 8 + alarm_len;
 		rv = alarm_table_decode(&alarms, img + body_len, alarm_len);
 		if (rv) {
 			free(img);
 			mvcc_free(fresh);
+			members_close(&members);
 			if (rv == -KV_ENOMEM) {
 				LOGE("restoring the raft snapshot: out of memory");
 				return RAFT_NOMEM;
@@ -546,6 +615,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 			free(img);
 			mvcc_free(fresh);
 			alarm_table_close(&alarms);
+			members_close(&members);
 			why = "bad lease section length";
 			goto corrupt;
 		}
@@ -566,6 +636,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	if (rv) {
 		mvcc_free(fresh);
 		alarm_table_close(&alarms);
+		members_close(&members);
 		if (rv == -KV_ENOMEM) {
 			LOGE("restoring the raft snapshot: out of memory");
 			return RAFT_NOMEM;
@@ -581,6 +652,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	alarms.raising = srv->alarms.raising; /* ours, not replicated */
 	alarm_table_close(&srv->alarms);
 	srv->alarms = alarms;
+	members.self_removed = srv->members.self_removed; /* ours, not replicated */
+	members_close(&srv->members);
+	srv->members = members;
 	node_note_snapshot(&srv->node, raw_len);
 	LOGI("restored the store from a raft snapshot: revision %" PRId64 ", %" PRIu64
 	     " keys, %" PRIu64 " leases, %zu alarms, %zu bytes (%" PRIu64

@@ -50,7 +50,6 @@ static const struct http1_route http1_routes[] = {
 	{"/version", false, http1_version},
 	{"/v3/", true, gw_handle},
 	{"/v3beta/", true, gw_handle},
-	{"/v3alpha/", true, gw_handle},
 };
 
 /* etcd wraps every handler with these (cors.go). */

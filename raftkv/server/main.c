@@ -136,9 +136,6 @@ static void main_warn_unused(const struct config *cfg)
 		LOGW("--auto-compaction-retention=%s: automatic compaction is not implemented "
 		     "yet; compact with etcdctl compact",
 		     cfg->auto_compaction_retention);
-	if (cfg->quota_backend_bytes)
-		LOGW("--quota-backend-bytes=%" PRId64 " is not enforced yet",
-		     cfg->quota_backend_bytes);
 	if (cfg->max_concurrent_streams != UINT32_MAX)
 		LOGW("--max-concurrent-streams=%u is not enforced yet", cfg->max_concurrent_streams);
 	if (cfg->grpc_keepalive_min_time_ms != 5000 || cfg->grpc_keepalive_interval_ms != 7200000 ||
@@ -226,6 +223,7 @@ static void main_shutdown(int signum)
 	if (main_srv.listener)
 		listener_stop(main_srv.listener);
 	svc_lease_stop(&main_srv);
+	svc_cluster_stop(&main_srv);
 	node_close(&main_srv.node, main_node_closed);
 }
 
@@ -275,6 +273,8 @@ static int main_start(void)
 		return main_fail("creating the store", -KV_ENOMEM);
 	srv->kvs.mvcc = srv->mvcc;
 	rv = svc_lease_init(srv); /* the lease table: kvs and fsm use it */
+	if (rv == 0)
+		rv = svc_cluster_init(srv); /* the member table: fsm fills it */
 	if (rv)
 		return main_fail("creating the lease table", rv);
 	srv->kvs.max_txn_ops = cfg->max_txn_ops;
@@ -298,6 +298,9 @@ static int main_start(void)
 	rv = svc_lease_start(srv);
 	if (rv)
 		return main_fail("starting lease expiry", rv);
+	rv = svc_cluster_start(srv);
+	if (rv)
+		return main_fail("starting the membership timer", rv);
 
 	uv_signal_init(srv->loop, &main_sigterm);
 	uv_signal_init(srv->loop, &main_sigint);
@@ -352,6 +355,7 @@ int main(int argc, char **argv)
 	if (uv_loop_close(main_srv.loop) != 0)
 		LOGW("some libuv handles were still open at exit");
 	svc_lease_free(&main_srv);
+	svc_cluster_free(&main_srv);
 	watch_hub_free(main_srv.watch);
 	mvcc_free(main_srv.mvcc);
 	config_close(&main_cfg);

@@ -11,8 +11,9 @@
  * the data dir next to libraft's own files), bootstrap of a new data dir
  * from --initial-cluster, a timer that polls raft_state()/raft_leader()
  * because 0.22.1 has no state callback, a watch on free disk space and on
- * commits that stop moving (libraft retries failed disk writes forever and
- * never reports them), and the shutdown order from the libraft notes:
+ * commits that stop moving, the storage health (node_storage_error: the
+ * log cannot grow, or entries stop being persisted; see "storage health"),
+ * and the shutdown order from the libraft notes:
  * refuse new writes, let pending callbacks drain (bounded), hand leadership
  * to another voter, raft_close, then free the uv backend and transport.
  *
@@ -37,6 +38,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "server/config.h"
+#include "server/members.h"
 #include "server/server.h"
 
 /* The identity file: our ids, written once per start (boot counter). */
@@ -111,6 +113,16 @@ struct node_impl {
 	bool statfs_busy;
 	uint64_t next_statfs;
 	uint64_t last_space_warn;
+	uint64_t avail; /* free bytes at the last statfs; UINT64_MAX: unknown */
+
+	/* storage health (node_storage_error) */
+	bool no_space;      /* libraft refused an entry: no room to grow the log */
+	bool stuck;         /* accepted entries stopped being persisted */
+	uint64_t stored;    /* raft last_stored when it last moved */
+	uint64_t stored_since;
+	uint64_t next_probe;
+	struct raft_transfer storage_transfer;
+	bool storage_transfer_busy;
 
 	/* snapshot policy (see NODE_LOG_BYTES_MIN) */
 	unsigned threshold;
@@ -152,11 +164,6 @@ static uint64_t node_sha1_u64(const void *data, size_t len)
 	return v;
 }
 
-static int node_cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int node_cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -168,35 +175,9 @@ static int node_cmp_u64(const void *a, const void *b)
  * cluster passes no time, so every member computes the same ids. */
 static uint64_t node_member_id(const struct config_member *m, const char *token)
 {
-	char **urls;
-	size_t len = strlen(token), off = 0;
-	char *buf;
-	uint64_t id;
-	int i;
-	urls = malloc(sizeof(*urls) * (size_t)(m->n_peer_urls ? m->n_peer_urls : 1));
-	if (!urls)
-		return 0;
-	for (i = 0; i < m->n_peer_urls; i++) {
-		urls[i] = m->peer_urls[i];
-		len += strlen(urls[i]);
-	}
-	qsort(urls, (size_t)m->n_peer_urls, sizeof(*urls), node_cmp_str);
-	buf = malloc(len + 1);
-	if (!buf) {
-		free(urls);
-		return 0;
-	}
-	for (i = 0; i < m->n_peer_urls; i++) {
-		size_t l = strlen(urls[i]);
-		memcpy(buf + off, urls[i], l);
-		off += l;
-	}
-	memcpy(buf + off, token, strlen(token));
-	off += strlen(token);
-	id = node_sha1_u64(buf, off);
-	free(buf);
-	free(urls);
-	return id;
+	/* The one derivation: MemberAdd (members.c) gives a joining member the
+	 * id this computes from its own flags. */
+	return members_id(m->peer_urls, (size_t)(m->n_peer_urls > 0 ? m->n_peer_urls : 0), token);
 }
 
 /* etcd's RaftCluster.genID: sha1 over the sorted member ids, each 8 bytes
@@ -487,16 +468,13 @@ int node_identity(const struct config *cfg, uint64_t *cluster_id, uint64_t *memb
 			     cfg->data_dir, NODE_ID_FILE);
 			return -KV_ECORRUPT;
 		}
-		if (!cfg->initial_cluster_new) {
-			LOGE("--initial-cluster-state=existing: joining a running cluster is "
-			     "not supported yet (start every member with "
-			     "--initial-cluster-state=new and the same --initial-cluster)");
-			return -KV_EUNIMPLEMENTED;
-		}
 		rv = node_identity_from_flags(cfg, &cid, &mid);
 		if (rv)
 			return rv;
-		*cluster_id = cid;
+		/* Joining a running cluster: our id is the one MemberAdd derived
+		 * from our peer URLs and the token (members.h); the cluster id
+		 * comes with the replicated member table (node_learn_cluster_id). */
+		*cluster_id = cfg->initial_cluster_new ? cid : 0;
 		*member_id = mid;
 		return 0;
 	}
@@ -514,6 +492,18 @@ int node_identity(const struct config *cfg, uint64_t *cluster_id, uint64_t *memb
 			     " member %016" PRIx64 "; refusing to start: use the flags "
 			     "this data dir was created with, or another --data-dir",
 			     cfg->data_dir, f.cluster_id, f.member_id, f.name, f.token, cid, mid);
+			return -KV_EINVAL;
+		}
+	} else {
+		rv = node_identity_from_flags(cfg, &cid, &mid);
+		if (rv)
+			return rv;
+		if (mid != f.member_id) {
+			LOGE("data dir %s belongs to member %016" PRIx64 " (name \"%s\", token "
+			     "\"%s\"), but --name/--initial-cluster/--initial-cluster-token give "
+			     "member %016" PRIx64 "; refusing to start: use the flags this data dir "
+			     "was created with, or another --data-dir",
+			     cfg->data_dir, f.member_id, f.name, f.token, mid);
 			return -KV_EINVAL;
 		}
 	}
@@ -668,12 +658,13 @@ static void node_statfs_cb(uv_fs_t *req)
 		const uv_statfs_t *st = req->ptr;
 		uint64_t avail = st->f_bavail * st->f_bsize;
 		uint64_t now = uv_now(n->srv->loop);
+		im->avail = avail;
 		if (avail < NODE_LOW_SPACE_BYTES &&
 		    (im->last_space_warn == 0 || now - im->last_space_warn >= NODE_WARN_EVERY_MS)) {
 			im->last_space_warn = now;
-			LOGW("data dir %s: only %" PRIu64 " MiB free; when the disk is full "
-			     "libraft retries its writes forever and writes hang",
-			     n->srv->cfg->data_dir, avail >> 20);
+			LOGW("data dir %s: only %" PRIu64 " MiB free; once the log cannot grow, "
+			     "writes fail with \"%s\"",
+			     n->srv->cfg->data_dir, avail >> 20, kv_err_message(-KV_ENOSPACE));
 		}
 	}
 	uv_fs_req_cleanup(req);
@@ -705,6 +696,122 @@ static void node_watch_commit(struct node *n, int st, uint64_t now)
 		     "): disk full or failing, or a quorum of peers unreachable",
 		     (now - im->watch_since) / 1000, last - commit, commit, last);
 	}
+}
+
+/* --- storage health -----------------------------------------------------
+ *
+ * Two ways a member stops being able to persist, both visible to clients
+ * as failed requests with a clear error and as /health false, never as a
+ * hang:
+ *   no_space: libraft 0.22.1 refuses a new entry (raft_apply/raft_barrier
+ *     return RAFT_NOSPACE) once it cannot prepare a log segment: the disk
+ *     is full.  Those requests fail at once with "database space exceeded".
+ *     A refused submission sets it; the next accepted one clears it, and
+ *     while it is set the leader probes with a barrier every second.
+ *   stuck: entries were accepted but last_stored has not moved for a few
+ *     seconds (libraft retries failed writes forever and says nothing).
+ *     Requests waiting for them fail (their outcome is unknown, as after a
+ *     leadership change) and new ones are refused until a write lands.
+ * In both cases a leader with other voters hands leadership away, so that
+ * the cluster keeps serving while this member cannot. */
+
+static void node_storage_transfer_done(struct raft_transfer *req)
+{
+	struct node *n = req->data;
+	struct node_impl *im = node_impl(n);
+	im->storage_transfer_busy = false;
+	if (raft_state(&n->raft) != RAFT_LEADER)
+		LOGI("raft: handed leadership away from a member that cannot persist");
+}
+
+static void node_storage_step_down(struct node *n)
+{
+	struct node_impl *im = node_impl(n);
+	unsigned i, voters = 0;
+	int rv;
+	for (i = 0; i < n->raft.configuration.n; i++)
+		if (n->raft.configuration.servers[i].role == RAFT_VOTER)
+			voters++;
+	if (im->storage_transfer_busy || im->step != NODE_RUNNING ||
+	    raft_state(&n->raft) != RAFT_LEADER || voters < 2)
+		return;
+	memset(&im->storage_transfer, 0, sizeof(im->storage_transfer));
+	im->storage_transfer.data = n;
+	rv = raft_transfer(&n->raft, &im->storage_transfer, 0, node_storage_transfer_done);
+	if (rv == 0)
+		im->storage_transfer_busy = true;
+	else
+		LOGW("raft: cannot hand leadership away: %s", raft_strerror(rv));
+}
+
+int node_storage_error(const struct node *n)
+{
+	const struct node_impl *im = node_impl(n);
+	if (!im || (!im->no_space && !im->stuck))
+		return 0;
+	if (im->no_space || (im->avail != UINT64_MAX && im->avail < NODE_LOW_SPACE_BYTES))
+		return -KV_ENOSPACE;
+	return -KV_EIO;
+}
+
+/* What libraft said to a submission (raft_apply or raft_barrier). */
+static void node_storage_submitted(struct node *n, int raft_rv)
+{
+	struct node_impl *im = node_impl(n);
+	if (raft_rv == RAFT_NOSPACE && !im->no_space) {
+		im->no_space = true;
+		LOGE("raft: the log in %s cannot grow (%s%" PRIu64 " MiB free): writes and "
+		     "linearizable reads fail with \"%s\" and /health is false until space is "
+		     "freed",
+		     n->srv->cfg->data_dir, im->avail == UINT64_MAX ? "about " : "",
+		     im->avail == UINT64_MAX ? 0 : im->avail >> 20, kv_err_message(-KV_ENOSPACE));
+		node_storage_step_down(n);
+	} else if (raft_rv == 0 && im->no_space) {
+		im->no_space = false;
+		LOGI("raft: the log in %s can grow again: writes resume", n->srv->cfg->data_dir);
+	}
+}
+
+static void node_probe_done(void *arg, int err)
+{
+	(void)arg;
+	(void)err;
+}
+
+static void node_watch_storage(struct node *n, int st, uint64_t now)
+{
+	struct node_impl *im = node_impl(n);
+	uint64_t stored = n->raft.last_stored, last = raft_last_index(&n->raft);
+	uint64_t limit = 5 * (uint64_t)n->srv->cfg->election_ms;
+	int err;
+
+	if (limit < 5000)
+		limit = 5000;
+	if (im->no_space && st == RAFT_LEADER && now >= im->next_probe) {
+		im->next_probe = now + 1000;
+		node_barrier(n, node_probe_done, NULL); /* updates no_space either way */
+	}
+	if (stored != im->stored || stored >= last) {
+		im->stored = stored;
+		im->stored_since = now;
+		if (im->stuck) {
+			im->stuck = false;
+			LOGI("raft: entries are persisted to %s again: writes resume",
+			     n->srv->cfg->data_dir);
+		}
+		return;
+	}
+	if (im->stuck || now - im->stored_since < limit)
+		return;
+	im->stuck = true;
+	err = node_storage_error(n);
+	LOGE("raft: nothing persisted to %s for %" PRIu64 " s with %" PRIu64 " entries waiting "
+	     "(%s): requests waiting for them fail, new ones fail with \"%s\" and /health is "
+	     "false until the disk accepts writes again",
+	     n->srv->cfg->data_dir, (now - im->stored_since) / 1000, last - stored,
+	     err == -KV_ENOSPACE ? "the disk is full" : "the disk is failing", kv_err_message(err));
+	node_storage_step_down(n);
+	prop_fail_all(&n->srv->prop, err);
 }
 
 static void node_tick_cb(uv_timer_t *t)
@@ -739,6 +846,7 @@ static void node_tick_cb(uv_timer_t *t)
 	im->last_state = st;
 	im->last_term = term;
 	node_watch_commit(n, st, now);
+	node_watch_storage(n, st, now);
 
 	if (!im->statfs_busy && now >= im->next_statfs) {
 		im->next_statfs = now + NODE_STATFS_EVERY_MS;
@@ -815,6 +923,7 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 	if (!im)
 		return -KV_ENOMEM;
 	n->impl = im;
+	im->avail = UINT64_MAX;
 
 	if (cfg->heartbeat_ms == 0 || cfg->election_ms <= cfg->heartbeat_ms) {
 		LOGE("--election-timeout (%u ms) must be greater than --heartbeat-interval "
@@ -970,6 +1079,10 @@ int node_start(struct node *n)
 		return -KV_EINVAL;
 	if (n->srv->cfg->initial_cluster_new && (rv = node_bootstrap(n)))
 		return rv;
+	if (!n->srv->cfg->initial_cluster_new && !node_has_raft_state(n->srv->cfg->data_dir))
+		LOGI("raft: joining a running cluster as member %016" PRIx64 " with an empty log: "
+		     "waiting for its leader (add this member first: etcdctl member add)",
+		     n->srv->member_id);
 	rv = raft_start(&n->raft);
 	if (rv) {
 		const char *msg = raft_errmsg(&n->raft);
@@ -1063,6 +1176,7 @@ int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *a
 	bufs[0].base = p;
 	bufs[0].len = padded;
 	rv = raft_apply(&n->raft, &r->u.apply, bufs, NODE_APPLY_BUFS, node_apply_done);
+	node_storage_submitted(n, rv);
 	if (rv) {
 		/* Only a submission refused up front leaves the buffer ours:
 		 * past that point libraft 0.22.1 copies the entry into its log
@@ -1094,6 +1208,7 @@ int node_barrier(struct node *n, node_barrier_cb cb, void *arg)
 	r->arg = arg;
 	r->u.barrier.data = r;
 	rv = raft_barrier(&n->raft, &r->u.barrier, node_barrier_done);
+	node_storage_submitted(n, rv);
 	if (rv) {
 		free(r);
 		return node_err(rv);
@@ -1322,4 +1437,167 @@ void node_close(struct node *n, node_close_cb cb)
 	im->drain_deadline = uv_now(n->srv->loop) + wait;
 	im->step = NODE_DRAINING;
 	node_close_step(n);
+}
+
+/* --- membership ------------------------------------------------------------------ */
+
+struct node_change {
+	struct raft_change req;
+	struct node *n;
+	node_change_cb cb;
+	void *arg;
+};
+
+static int node_change_err(int raft_rv)
+{
+	switch (raft_rv) {
+	case RAFT_CANTCHANGE:
+		return -KV_ETOOMANYREQUESTS;
+	case RAFT_BADID:
+	case RAFT_NOTFOUND:
+	case RAFT_BADROLE:
+	case RAFT_DUPLICATEID:
+	case RAFT_DUPLICATEADDRESS:
+		return -KV_EINVAL;
+	default:
+		return node_err(raft_rv);
+	}
+}
+
+static void node_change_done(struct raft_change *req, int status)
+{
+	struct node_change *c = req->data;
+	node_impl(c->n)->pending--;
+	c->cb(c->arg, node_change_err(status));
+	free(c);
+}
+
+static struct node_change *node_change_new(struct node *n, node_change_cb cb, void *arg)
+{
+	struct node_change *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->n = n;
+	c->cb = cb;
+	c->arg = arg;
+	c->req.data = c;
+	return c;
+}
+
+/* After raft_add/assign/remove returned rv for c. */
+static int node_change_submitted(struct node *n, struct node_change *c, int rv)
+{
+	if (rv) {
+		free(c);
+		return node_change_err(rv);
+	}
+	node_impl(n)->pending++;
+	return 0;
+}
+
+int node_change_add(struct node *n, uint64_t id, const char *peer_url, node_change_cb cb,
+		    void *arg)
+{
+	char addr[NODE_ADDR_MAX];
+	struct node_change *c;
+	int rv;
+	if ((rv = node_accepting(n)) || (rv = node_url_addr(peer_url, addr, sizeof(addr))))
+		return rv;
+	if (!(c = node_change_new(n, cb, arg)))
+		return -KV_ENOMEM;
+	return node_change_submitted(n, c, raft_add(&n->raft, &c->req, id, addr, node_change_done));
+}
+
+int node_change_assign(struct node *n, uint64_t id, int role, node_change_cb cb, void *arg)
+{
+	struct node_change *c;
+	int rv;
+	if ((rv = node_accepting(n)))
+		return rv;
+	if (!(c = node_change_new(n, cb, arg)))
+		return -KV_ENOMEM;
+	return node_change_submitted(n, c,
+				     raft_assign(&n->raft, &c->req, id, role, node_change_done));
+}
+
+int node_change_remove(struct node *n, uint64_t id, node_change_cb cb, void *arg)
+{
+	struct node_change *c;
+	int rv;
+	if ((rv = node_accepting(n)))
+		return rv;
+	if (!(c = node_change_new(n, cb, arg)))
+		return -KV_ENOMEM;
+	return node_change_submitted(n, c, raft_remove(&n->raft, &c->req, id, node_change_done));
+}
+
+const struct raft_configuration *node_configuration(const struct node *n)
+{
+	return &n->raft.configuration;
+}
+
+int node_peer_addr(const char *peer_url, char *out, size_t outlen)
+{
+	return node_url_addr(peer_url, out, outlen);
+}
+
+uint64_t node_match_index(const struct node *n, uint64_t id)
+{
+	raft_index idx = 0;
+	if (!node_is_leader(n) || raft_match_index(&n->raft, id, &idx) != 0)
+		return 0;
+	return idx;
+}
+
+struct node_learn {
+	uv_work_t work;
+	char *dir;
+	uint64_t cluster_id;
+	int rv;
+};
+
+/* On the thread pool: a synchronous rewrite of the small identity file. */
+static void node_learn_work(uv_work_t *w)
+{
+	struct node_learn *l = w->data;
+	struct node_identity_file f;
+	l->rv = node_identity_read(l->dir, &f);
+	if (l->rv == 0 && f.cluster_id == 0) {
+		f.cluster_id = l->cluster_id;
+		l->rv = node_identity_write(l->dir, &f);
+	}
+}
+
+static void node_learn_done(uv_work_t *w, int status)
+{
+	struct node_learn *l = w->data;
+	if (status == 0 && l->rv == 0)
+		LOGI("recorded cluster id %016" PRIx64 " in %s/%s", l->cluster_id, l->dir,
+		     NODE_ID_FILE);
+	else
+		LOGW("could not record cluster id %016" PRIx64 " in %s/%s; it is learnt again "
+		     "from the member table on the next start",
+		     l->cluster_id, l->dir, NODE_ID_FILE);
+	free(l->dir);
+	free(l);
+}
+
+void node_learn_cluster_id(struct node *n, uint64_t cluster_id)
+{
+	struct node_learn *l;
+	if (n->srv->cluster_id != 0 || cluster_id == 0)
+		return;
+	n->srv->cluster_id = cluster_id;
+	LOGI("member %016" PRIx64 " joined cluster %016" PRIx64, n->srv->member_id, cluster_id);
+	l = calloc(1, sizeof(*l));
+	if (!l || !(l->dir = strdup(n->srv->cfg->data_dir))) {
+		free(l);
+		return;
+	}
+	l->cluster_id = cluster_id;
+	l->work.data = l;
+	if (uv_queue_work(n->srv->loop, &l->work, node_learn_work, node_learn_done) != 0) {
+		free(l->dir);
+		free(l);
+	}
 }

@@ -89,5 +89,36 @@ void node_note_snapshot(struct node *n, size_t image_bytes);
  * counter in the high bits, so a command replayed from an earlier run is
  * never mistaken for one of ours (see prop.c). */
 uint64_t node_seq_base(const struct node *n);
+/* 0 while this member can persist raft entries; -KV_ENOSPACE when the log
+ * cannot grow (disk full) or -KV_EIO when accepted entries stopped being
+ * written: /health is false and prop refuses requests meanwhile. */
+int node_storage_error(const struct node *n);
+
+/* --- membership (leader only; svc_cluster.c drives them) -----------------
+ * One libraft configuration change at a time: while one is in flight the
+ * next returns -KV_ETOOMANYREQUESTS (libraft's RAFT_CANTCHANGE).  On 0 the
+ * callback runs once, when the new configuration is committed (err 0) or
+ * the change failed; never on an error return.  add makes id a spare (no
+ * log, no vote) at the raft address of peer_url; assign gives it
+ * RAFT_STANDBY (replicates, no vote: an etcd learner) or RAFT_VOTER (libraft
+ * first lets it catch up); a leader that removes itself steps down once the
+ * change commits. */
+typedef void (*node_change_cb)(void *arg, int err);
+int node_change_add(struct node *n, uint64_t id, const char *peer_url, node_change_cb cb,
+		    void *arg);
+int node_change_assign(struct node *n, uint64_t id, int role, node_change_cb cb, void *arg);
+int node_change_remove(struct node *n, uint64_t id, node_change_cb cb, void *arg);
+/* The latest configuration this member knows (on a leader: the last one it
+ * appended, committed or not).  Valid until the next loop turn. */
+const struct raft_configuration *node_configuration(const struct node *n);
+/* host:port of a peer URL, as libraft addresses members.  0 or -KV_EINVAL. */
+int node_peer_addr(const char *peer_url, char *out, size_t outlen);
+/* Leader only: the highest log index known to be replicated on id; 0 when
+ * unknown. */
+uint64_t node_match_index(const struct node *n, uint64_t id);
+/* A member that joined (--initial-cluster-state existing) learns the
+ * cluster id from the replicated member table: this records it in the
+ * identity file (written off the loop). */
+void node_learn_cluster_id(struct node *n, uint64_t cluster_id);
 
 #endif

@@ -234,6 +234,8 @@ int prop_submit(struct prop *p, enum cmd_type type, const uint8_t *payload, size
 	 * another member's leader comes with multi-member support. */
 	if (!node_is_leader(&p->srv->node))
 		return -KV_ENOLEADER;
+	if ((rv = node_storage_error(&p->srv->node)))
+		return rv;
 	if (p->batch.count > 0 && p->batch.len + CMD_HEADER + len > PROP_BATCH_BYTES)
 		prop_flush_batch(p);
 	if (!p->impl)
@@ -323,11 +325,14 @@ int prop_read(struct prop *p, prop_read_cb cb, void *arg)
 {
 	struct prop_impl *im = prop_impl(p);
 	struct prop_read_wait *w;
+	int rv;
 
 	if (!im || p->srv->stopping)
 		return -KV_ESTOPPED;
 	if (!node_is_leader(&p->srv->node))
 		return -KV_ENOLEADER;
+	if ((rv = node_storage_error(&p->srv->node)))
+		return rv;
 	w = malloc(sizeof(*w));
 	if (!w)
 		return -KV_ENOMEM;

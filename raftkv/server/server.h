@@ -20,6 +20,7 @@
 #include "server/alarm.h"
 #include "server/config.h"
 #include "server/kvs.h"
+#include "server/members.h"
 #include "server/node.h"
 #include "server/prop.h"
 
@@ -28,6 +29,7 @@ struct listener;
 struct watch_hub;
 struct lease_table;
 struct svc_lease;
+struct svc_cluster;
 
 #define RAFTKV_VERSION "0.1.0"
 /* What we report as etcd's version: clients (and kube-apiserver) parse it. */
@@ -48,6 +50,8 @@ struct server {
 	struct lease_table *leases;  /* leases (lease.c): replicated, changed by fsm */
 	struct svc_lease *lease_svc; /* the leader's expiry timer (svc_lease.c) */
 	struct alarm_table alarms;   /* replicated: NOSPACE/CORRUPT (alarm.c) */
+	struct members members;      /* replicated: the member table (members.c) */
+	struct svc_cluster *cluster_svc; /* membership reconciler, publish (svc_cluster.c) */
 	bool stopping;
 };
 

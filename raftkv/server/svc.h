@@ -48,7 +48,26 @@ void svc_maint_snapshot(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_quota_put(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_quota_txn(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_quota_lease_grant(struct rpc_call *call, const uint8_t *msg, size_t len);
+
+/* Cluster (svc_cluster.c): the member table and libraft's configuration.
+ * svc_cluster_init empties srv->members (before fsm and node: a snapshot
+ * restore fills it); svc_cluster_start arms the timer that reconciles
+ * raft's configuration, publishes and watches the table (after
+ * node_start); svc_cluster_stop closes it (shutdown); svc_cluster_free
+ * frees everything once the loop has ended.  0 or -KV_ENOMEM. */
+int svc_cluster_init(struct server *s);
+int svc_cluster_start(struct server *s);
+void svc_cluster_stop(struct server *s);
+void svc_cluster_free(struct server *s);
 void svc_cluster_member_list(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_cluster_member_add(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_cluster_member_remove(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_cluster_member_update(struct rpc_call *call, const uint8_t *msg, size_t len);
+void svc_cluster_member_promote(struct rpc_call *call, const uint8_t *msg, size_t len);
+/* Not etcd's: "/raftkv.Internal/MemberPublish" (an etcdserverpb.Member with
+ * ID, name, clientURLs), leader only, for a follower to publish itself
+ * through the leader once it can reach it (see svc_cluster.c). */
+void svc_cluster_member_publish(struct rpc_call *call, const uint8_t *msg, size_t len);
 
 /* Watch (svc_watch.c): a bidi stream over the server's watch hub. */
 void svc_watch_on_message(struct rpc_call *call, const uint8_t *msg, size_t len);

@@ -1,6 +1,6 @@
 /*
  * svc_maint: etcd's Maintenance service (Status, Hash, HashKV, Alarm,
- * Defragment, MoveLeader, Snapshot), Cluster/MemberList, and the quota
+ * Defragment, MoveLeader, Snapshot) and the quota
  * check in front of the writes that grow the store.  Reads answer from this
  * member's own state, as etcd does, without going through raft; alarm
  * changes are proposed (CMD_ALARM) and answered once applied.
@@ -93,6 +93,7 @@ void svc_maint_status(struct rpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
 	Etcdserverpb__StatusResponse resp;
+	const struct member *self;
 	struct arena a;
 	arena_init(&a);
 	etcdserverpb__status_response__init(&resp);
@@ -104,6 +105,8 @@ void svc_maint_status(struct rpc_call *call, const uint8_t *msg, size_t len)
 	resp.raftindex = node_commit_index(&s->node);
 	resp.raftterm = node_term(&s->node);
 	resp.raftappliedindex = node_applied_index(&s->node);
+	self = members_find(&s->members, s->member_id);
+	resp.islearner = self && self->is_learner;
 	if (svc_status_errors(s, &a, &resp)) {
 		arena_close(&a);
 		rpc_call_finish(call, -KV_ENOMEM);
@@ -204,11 +207,27 @@ void svc_maint_alarm(struct rpc_call *call, const uint8_t *msg, size_t len)
 
 /* --- the quota, in front of the writes that grow the store --------------- */
 
+static void svc_quota_raised(void *arg, int err, const ProtobufCMessage *resp)
+{
+	struct rpc_call *call = arg;
+	(void)err; /* etcd answers NOSPACE whatever became of the alarm */
+	(void)resp;
+	rpc_call_finish(call, -KV_ENOSPACE);
+	rpc_call_release(call);
+}
+
 /* etcd's quotaKVServer / quotaLeaseServer: checked before the request is
- * even validated. */
+ * even validated.  Over the quota, the answer waits for this member's
+ * NOSPACE alarm to be applied, so a client that sees the error then lists
+ * the alarm. */
 static bool svc_quota_ok(struct rpc_call *call, enum cmd_type type, const uint8_t *msg, size_t len)
 {
-	int rv = alarm_quota_check(rpc_call_server(call), type, msg, len);
+	int rv;
+	rpc_call_hold(call);
+	rv = alarm_quota_check(rpc_call_server(call), type, msg, len, svc_quota_raised, call);
+	if (rv == 1)
+		return false;
+	rpc_call_release(call);
 	if (rv)
 		rpc_call_finish(call, rv);
 	return rv == 0;
@@ -413,40 +432,10 @@ void svc_maint_move_leader(struct rpc_call *call, const uint8_t *msg, size_t len
 	svc_send(call, &resp.base, &a);
 }
 
-void svc_cluster_member_list(struct rpc_call *call, const uint8_t *msg, size_t len)
-{
-	struct server *s = rpc_call_server(call);
-	const struct config *cfg = s->cfg;
-	Etcdserverpb__MemberListResponse resp;
-	Etcdserverpb__Member *m, **members;
-	struct arena a;
-	arena_init(&a);
-	etcdserverpb__member_list_response__init(&resp);
-	resp.header = svc_header_new(s, &a);
-	if (resp.header)
-		resp.header->revision = 0; /* etcd sends no revision here */
-	m = arena_alloc(&a, sizeof(*m));
-	members = arena_alloc(&a, sizeof(*members));
-	if (!m || !members) {
-		arena_close(&a);
-		rpc_call_finish(call, -KV_ENOMEM);
-		return;
-	}
-	etcdserverpb__member__init(m);
-	m->id = s->member_id;
-	m->name = cfg->name;
-	m->n_peerurls = (size_t)cfg->n_initial_advertise_peer_urls;
-	m->peerurls = cfg->initial_advertise_peer_urls;
-	m->n_clienturls = (size_t)cfg->n_advertise_client_urls;
-	m->clienturls = cfg->advertise_client_urls;
-	members[0] = m;
-	resp.n_members = 1;
-	resp.members = members;
-	svc_send(call, &resp.base, &a);
-}
-
 int svc_health(struct server *s)
 {
-	/* etcd 3.4's checkHealth: any raised alarm, or no leader, is unhealthy. */
-	return node_leader(&s->node) != 0 && !alarm_active(&s->alarms, ETCDSERVERPB__ALARM_TYPE__NONE);
+	/* etcd 3.4's checkHealth: any raised alarm, or no leader, is unhealthy;
+	 * so is a member that cannot persist (etcd's QGET would fail). */
+	return node_leader(&s->node) != 0 && !alarm_active(&s->alarms, ETCDSERVERPB__ALARM_TYPE__NONE) &&
+	       node_storage_error(&s->node) == 0;
 }

@@ -2,8 +2,7 @@
 gateway_http: the JSON gateway (/v3/...) over raw HTTP/1.1, where the
 shared conformance cases (one request per step, Content-Length bodies)
 cannot reach.  Every expected answer below is what etcd 3.4.23 sends; run
-with RAFTKV=/usr/bin/etcd to check the test itself (the /v3alpha/ checks
-are raftkv's own: etcd 3.4 answers 404 there, etcd3gw's default prefix).
+with RAFTKV=/usr/bin/etcd to check the test itself.
 
   * exact heads: 200 with Content-Length up to 2048 bytes, chunked beyond;
     errors chunked with the Grpc-Trailer-Content-Type trailer; decode
@@ -15,7 +14,8 @@ are raftkv's own: etcd 3.4 answers 404 there, etcd3gw's default prefix).
     than max"), a 1 MB base64 value round-trips;
   * Watch as NDJSON on a chunked response, left by its client mid-stream
     many times, LeaseKeepAlive with two requests in one body;
-  * etcd3gw's default client (/v3alpha/) put/get/lease/watch/delete.
+  * etcd3gw with api_path /v3/ put/get/lease/delete; /v3alpha/ (etcd3gw's
+    default) is 404 as on etcd 3.4.
 """
 import base64
 import json
@@ -24,7 +24,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -113,7 +112,6 @@ def one(m, data):
 
 
 def main(t):
-    raftkv = os.path.basename(t.binary) != "etcd"
     m = t.cluster().members[0]
 
     # ---- answers and their heads
@@ -217,16 +215,19 @@ def main(t):
     eq([json.loads(x)["result"]["TTL"] for x in body.decode().splitlines()], ["60", "60"],
        "two keepalives in one body")
 
-    # ---- etcd3gw's default client uses /v3alpha/
-    if raftkv:
-        code = ("import etcd3gw\n"
-                "c = etcd3gw.client(host='127.0.0.1', port=%d)\n"
-                "c.put('a', 'b'); print(c.get('a'))\n"
-                "l = c.lease(ttl=30); c.put('lk', 'v', lease=l); print(l.keys(), l.revoke())\n"
-                "print(c.delete('a'), c.delete('a'), len(c.members()))\n" % m.client_port)
-        r = subprocess.run([cluster.PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
-        eq((r.returncode, r.stdout, r.stderr), (0, "[b'b']\n[b'lk'] True\nTrue False 1\n", ""),
-           "etcd3gw's default client")
+    # ---- etcd3gw: 3.4 serves /v3/ and /v3beta/; its default /v3alpha/ is 404
+    code = ("import etcd3gw\n"
+            "c = etcd3gw.Etcd3Client(host='127.0.0.1', port=%d, api_path='/v3/')\n"
+            "c.put('a', 'b'); print(c.get('a'))\n"
+            "l = c.lease(ttl=30); c.put('lk', 'v', lease=l); print(l.keys(), l.revoke())\n"
+            "print(c.delete('a'), c.delete('a'), len(c.members()))\n"
+            "try:\n"
+            "    etcd3gw.client(host='127.0.0.1', port=%d).get('a')\n"
+            "except etcd3gw.exceptions.Etcd3Exception as e:\n"
+            "    print('v3alpha:', e.detail_text)\n" % (m.client_port, m.client_port))
+    r = subprocess.run([cluster.PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
+    eq((r.returncode, r.stdout, r.stderr),
+       (0, "[b'b']\n[b'lk'] True\nTrue False 1\nv3alpha: 404 page not found\n\n", ""), "etcd3gw")
 
     check(m.running(), "the server is still running")
     eq(one(m, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[2], b'{"health":"true"}',
