@@ -170,8 +170,10 @@ void kvc__call_finish(struct kvc_call *call, int err, enum grpc_code code, const
 	resp = s->resp != s->inl ? s->resp : NULL;
 	buf = s->buf != s->inl ? s->buf : NULL;
 	gmsg = s->grpc_msg;
-	if (err)
-		s->resp = NULL, s->resp_len = 0;
+	if (err) {
+		s->resp = NULL; /* no response to show with an error */
+		s->resp_len = 0;
+	}
 	s->phase = KVC_PH_IDLE;
 	done(call, err);
 	free(resp);
@@ -199,9 +201,11 @@ static bool kvc_call_may_resend(const struct kvc_call *call)
 	return kvc_call_resendable(call);
 }
 
-/* The call is detached; try another attempt.  Keeps why as the text the
- * caller sees if no endpoint is left. */
-static void kvc_call_resend(struct kvc_call *call, bool same_endpoint_ok, const char *why)
+/* The call is detached; try another attempt.  If no endpoint is left, the
+ * call ends with the failure that caused the resend (err, code, and why or
+ * the server's text). */
+static void kvc_call_resend(struct kvc_call *call, bool same_endpoint_ok, const char *why,
+			    int err, enum grpc_code code)
 {
 	struct kvc__call_state *s = &call->s;
 	int rv;
@@ -220,13 +224,15 @@ static void kvc_call_resend(struct kvc_call *call, bool same_endpoint_ok, const 
 	s->have = s->cap = s->resp_len = 0;
 	s->hdr_have = 0;
 	s->got_msg = s->got_status = false;
-	s->headers_sent = s->body_taken = s->eof_read = false;
+	s->headers_sent = s->body_taken = s->eof_read = s->remote_end = false;
 	s->http_status = 0;
 	s->grpc_status = GRPC_OK;
 	s->req_off = 0;
 	s->stream_id = 0;
 	rv = kvc__client_dispatch(call);
-	if (rv)
+	if (rv == -KV_EUNAVAILABLE)
+		kvc__call_finish(call, err, code, NULL);
+	else if (rv)
 		kvc__call_finish(call, rv, kv_err_grpc_code(rv), NULL);
 }
 
@@ -242,7 +248,8 @@ void kvc__call_conn_lost(struct kvc_call *call, bool unprocessed, bool same_endp
 		return;
 	}
 	if ((unprocessed && kvc_call_resendable(call)) || (!unprocessed && kvc_call_may_resend(call))) {
-		kvc_call_resend(call, unprocessed && same_endpoint_ok, why);
+		kvc_call_resend(call, unprocessed && same_endpoint_ok, why, -KV_EUNAVAILABLE,
+				GRPC_UNAVAILABLE);
 		return;
 	}
 	kvc__call_finish(call, -KV_EUNAVAILABLE, GRPC_UNAVAILABLE, why);
@@ -436,7 +443,7 @@ void kvc__call_on_end(struct kvc_call *call)
 	err = kvc_err_from_status(code, s->grpc_msg);
 	if (code == GRPC_UNAVAILABLE && kvc_call_may_resend(call) && !s->client->closing) {
 		kvc__conn_detach(s->conn, call, true);
-		kvc_call_resend(call, false, NULL);
+		kvc_call_resend(call, false, NULL, err, code);
 		return;
 	}
 	kvc__call_finish(call, err, code, NULL);

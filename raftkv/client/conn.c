@@ -25,6 +25,7 @@
  */
 #include "client/kvc_int.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,8 +340,13 @@ static int kvc_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, vo
 		if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 			break;
 		call = kvc_conn_call(conn, frame->hd.stream_id);
-		if (call)
+		if (call) {
+			/* nghttp2 marks the stream closed for reading only
+			 * after this callback: note it, so ending the call
+			 * does not reset a stream that is over. */
+			call->s.remote_end = true;
 			kvc__call_on_end(call);
+		}
 		break;
 	default:
 		break;
@@ -505,6 +511,7 @@ static void kvc_conn_connect(struct kvc_conn *conn, const struct sockaddr *sa)
 static void kvc_conn_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct kvc_conn *conn = req->data;
+	struct addrinfo *ai;
 	char why[128];
 
 	conn->pending--;
@@ -521,18 +528,27 @@ static void kvc_conn_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *
 		kvc__conn_fail(conn, why);
 		return;
 	}
-	kvc_conn_connect(conn, res->ai_addr);
+	/* Only one address is tried: prefer IPv4, as etcd members usually
+	 * listen on 127.0.0.1 or a v4 address while "localhost" may list
+	 * ::1 first. */
+	for (ai = res; ai; ai = ai->ai_next)
+		if (ai->ai_family == AF_INET)
+			break;
+	kvc_conn_connect(conn, (ai ? ai : res)->ai_addr);
 	uv_freeaddrinfo(res);
 }
 
-static nghttp2_session_callbacks *kvc_callbacks(void)
-{
-	static nghttp2_session_callbacks *cbs;
+/* One callback table for every session; clients on loops of different
+ * threads may create their first connections at the same time. */
+static nghttp2_session_callbacks *kvc_cbs;
+static pthread_once_t kvc_cbs_once = PTHREAD_ONCE_INIT;
 
-	if (cbs)
-		return cbs;
+static void kvc_callbacks_init(void)
+{
+	nghttp2_session_callbacks *cbs;
+
 	if (nghttp2_session_callbacks_new(&cbs))
-		return NULL;
+		return;
 	nghttp2_session_callbacks_set_on_header_callback(cbs, kvc_on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, kvc_on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, kvc_on_frame_recv);
@@ -540,7 +556,13 @@ static nghttp2_session_callbacks *kvc_callbacks(void)
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, kvc_on_frame_send);
 	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, kvc_on_frame_not_send);
 	nghttp2_session_callbacks_set_error_callback2(cbs, kvc_on_error);
-	return cbs;
+	kvc_cbs = cbs;
+}
+
+static nghttp2_session_callbacks *kvc_callbacks(void)
+{
+	pthread_once(&kvc_cbs_once, kvc_callbacks_init);
+	return kvc_cbs;
 }
 
 static int kvc_conn_session(struct kvc_conn *conn)
@@ -690,7 +712,7 @@ void kvc__conn_detach(struct kvc_conn *conn, struct kvc_call *call, bool rst)
 	nghttp2_session_set_stream_user_data(conn->h2, id, NULL);
 	if (rst && conn->state != KVC_CONN_DEAD) {
 		int lc = nghttp2_session_get_stream_local_close(conn->h2, id);
-		int rc = nghttp2_session_get_stream_remote_close(conn->h2, id);
+		int rc = call->s.remote_end ? 1 : nghttp2_session_get_stream_remote_close(conn->h2, id);
 
 		/* No stream yet (HEADERS still queued: the RST cancels it), or
 		 * a stream still open in either direction. */

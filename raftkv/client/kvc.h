@@ -19,7 +19,9 @@
  * failure, stream refused, above a GOAWAY's last stream) moves to the next
  * endpoint; an idempotent call (kvc_method.idempotent, or KVC_CALL_RETRY)
  * also moves on UNAVAILABLE or a connection lost mid-call.  Each endpoint
- * is tried at most once per call.
+ * is tried at most once per call (after a graceful GOAWAY, up to three
+ * fresh connections to the same endpoint too).  Endpoints that failed are
+ * skipped for a back-off of 200 ms doubling to 5 s, unless all have.
  *
  * Rules:
  *  - Everything runs on the loop given to kvc_client_new(), in its thread;
@@ -252,6 +254,7 @@ struct kvc__call_state {
 	bool got_status : 1;
 	bool close_send : 1;             /* caller half-closed (streams) */
 	bool eof_read : 1;               /* nghttp2 was told EOF */
+	bool remote_end : 1;             /* END_STREAM received */
 	uint8_t goaway_retries;
 	uint16_t attempts;
 	int ep;                          /* endpoint index of the current attempt */

@@ -115,6 +115,14 @@ static void kvc_sync_note(struct kvc_sync *s, int err)
 	snprintf(s->endpoint, sizeof(s->endpoint), "%s", ep ? ep : "");
 }
 
+/* Between calls nobody runs the loop: first take in what arrived
+ * meanwhile (a GOAWAY or EOF from a server that went away), so a new call
+ * does not go out on a connection that is already dead. */
+static void kvc_sync_catch_up(struct kvc_sync *s)
+{
+	uv_run(&s->loop, UV_RUN_NOWAIT);
+}
+
 static int kvc_sync_wait(struct kvc_sync *s, int start_rv)
 {
 	if (start_rv) {
@@ -146,6 +154,7 @@ int kvc_sync_call(struct kvc_sync *s, const struct kvc_method *m, const Protobuf
 	s->done = false;
 	s->resp = NULL;
 	s->call.timeout_ms = timeout_ms;
+	kvc_sync_catch_up(s);
 	rv = kvc_sync_wait(s, kvc_call_unary_pb(s->client, &s->call, m, req, arena,
 						kvc_sync_pb_cb));
 	*resp = rv ? NULL : s->resp;
@@ -197,6 +206,7 @@ int kvc_sync_unary_raw(struct kvc_sync *s, const struct kvc_method *m, const uin
 	s->raw = NULL;
 	s->raw_len = 0;
 	s->call.timeout_ms = timeout_ms;
+	kvc_sync_catch_up(s);
 	rv = kvc_sync_wait(s, kvc_call_unary(s->client, &s->call, m, req, len, kvc_sync_raw_cb));
 	*resp = s->raw;
 	*resp_len = s->raw_len;
@@ -232,6 +242,7 @@ int kvc_sync_stream(struct kvc_sync *s, const struct kvc_method *m, const Protob
 	s->fn_ud = ud;
 	s->fn_rv = 0;
 	s->call.timeout_ms = timeout_ms ? timeout_ms : KVC_NO_TIMEOUT;
+	kvc_sync_catch_up(s);
 	rv = kvc_call_stream(s->client, &s->call, m, kvc_sync_stream_msg, kvc_sync_stream_done);
 	if (rv == 0) {
 		rv = kvc_call_send_pb(&s->call, req);

@@ -12,6 +12,7 @@ servers around them:
   deadline    the server is SIGSTOPped: calls end with -KV_EDEADLINE
   failover    a dead first endpoint; all endpoints dead
   failover2   the first of two servers dies between and during calls
+  graceful    the first of two servers shuts down (GOAWAY) between calls
 """
 import os
 import signal
@@ -67,7 +68,7 @@ def expect_line(p, want, name):
     line = p.stdout.readline().strip()
     if line != want:
         rest = p.stdout.read() if p.poll() is not None else ""
-        raise Failure("%s failover2: expected %r, got %r\n%s%s"
+        raise Failure("%s: expected %r, got %r\n%s%s"
                       % (name, want, line, rest, p.stderr.read() if p.poll() is not None else ""))
 
 
@@ -101,6 +102,32 @@ def failover2(t, prog, name, binary, a):
         raise Failure("%s: kvc_check failover2: exit %d\n%s%s" % (name, p.returncode, out, err))
 
 
+def graceful(t, prog, name, binary):
+    """a shuts down on SIGTERM (GOAWAY, close) while the client is idle."""
+    a = cluster.Cluster(t, 1, binary=binary).start().members[0]
+    b = cluster.Cluster(t, 1, binary=binary).start().members[0]
+    p = subprocess.Popen([prog, "graceful", "%s,%s" % (a.endpoint, b.endpoint)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        expect_line(p, "ready", name)
+        rc = a.stop()
+        check(rc in (0, -signal.SIGTERM), "%s exited with %s on SIGTERM" % (name, rc))
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        raise Failure("%s graceful: no result within 60s" % name)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for line in out.splitlines():
+        log("%s graceful: %s" % (name, line))
+    if p.returncode != 0:
+        raise Failure("%s: kvc_check graceful: exit %d\n%s%s" % (name, p.returncode, out, err))
+
+
 def suite(t, prog, name, binary):
     log("--- %s (%s)" % (name, binary))
     m = cluster.Cluster(t, 1, binary=binary).start().members[0]
@@ -120,6 +147,7 @@ def suite(t, prog, name, binary):
     run(prog, name, "failover", "127.0.0.1:%d,%s" % (dead1, ep))
     run(prog, name, "dead", "127.0.0.1:%d,127.0.0.1:%d" % (dead1, dead2))
     failover2(t, prog, name, binary, m)
+    graceful(t, prog, name, binary)
 
 
 def main(t):
