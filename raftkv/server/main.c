@@ -31,6 +31,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "server/config.h"
+#include "server/forward.h"
 #include "server/fsm.h"
 #include "server/kvs.h"
 #include "server/listener.h"
@@ -224,6 +225,7 @@ static void main_shutdown(int signum)
 		listener_stop(main_srv.listener);
 	svc_lease_stop(&main_srv);
 	svc_cluster_stop(&main_srv);
+	forward_stop(&main_srv); /* relayed calls end "leader changed"/"timed out" */
 	node_close(&main_srv.node, main_node_closed);
 }
 
@@ -292,6 +294,9 @@ static int main_start(void)
 	rv = prop_init(&srv->prop, srv);
 	if (rv)
 		return main_fail("setting up proposals", rv);
+	rv = forward_init(srv); /* a follower's relay to the leader */
+	if (rv)
+		return main_fail("setting up forwarding", rv);
 	rv = node_start(&srv->node);
 	if (rv)
 		return main_fail("starting raft from the data dir", rv);
@@ -356,6 +361,7 @@ int main(int argc, char **argv)
 		LOGW("some libuv handles were still open at exit");
 	svc_lease_free(&main_srv);
 	svc_cluster_free(&main_srv);
+	forward_free(&main_srv);
 	watch_hub_free(main_srv.watch);
 	mvcc_free(main_srv.mvcc);
 	config_close(&main_cfg);

@@ -247,7 +247,10 @@ static int members_put(struct members *t, struct member *m)
 
 int members_set_cluster(struct members *t, uint64_t cluster_id, const char *token)
 {
-	char *tok = strdup(token);
+	char *tok;
+	if (strlen(token) > MEMBERS_MAX_NAME_BYTES)
+		return -KV_EINVAL; /* members_decode would refuse the image */
+	tok = strdup(token);
 	if (!tok)
 		return -KV_ENOMEM;
 	free(t->token);

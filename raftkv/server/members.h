@@ -64,7 +64,7 @@ struct members {
 /* Limits on what a request or image may carry (checked before allocating). */
 #define MEMBERS_MAX_URLS 64
 #define MEMBERS_MAX_URL_BYTES 1024
-#define MEMBERS_MAX_NAME_BYTES 1024
+#define MEMBERS_MAX_NAME_BYTES 4096 /* names and the token */
 
 void members_init(struct members *t);
 void members_close(struct members *t);
@@ -93,7 +93,8 @@ bool members_ready_to_promote(const struct members *t, uint64_t id);
 
 /* --- building the INIT table (not replicated until proposed) ------------ */
 
-/* Sets the header of an uninitialised table; copies token. */
+/* Sets the header of an uninitialised table; copies token.  0,
+ * -KV_EINVAL (token above MEMBERS_MAX_NAME_BYTES) or -KV_ENOMEM. */
 int members_set_cluster(struct members *t, uint64_t cluster_id, const char *token);
 /* Adds a member with no name and no client URLs; copies urls (sorted here).
  * -KV_EMEMBEREXIST, -KV_EPEERURLEXIST, -KV_EMEMBERBADURLS or -KV_ENOMEM. */

@@ -1601,3 +1601,79 @@ void node_learn_cluster_id(struct node *n, uint64_t cluster_id)
 		free(l);
 	}
 }
+
+/* --- leadership transfer on request (MoveLeader) ----------------------- */
+
+/* libraft 0.22.1 can let a transfer time out under write load (its
+ * TimeoutNow may reach a follower that is not quite caught up and is never
+ * re-sent), so a transfer that ends with the leadership unchanged is tried
+ * again a few times before giving up. */
+#define NODE_MOVE_ATTEMPTS 3
+
+struct node_move {
+	struct raft_transfer req;
+	struct node *n;
+	uint64_t target;
+	int attempts;
+	node_move_cb cb;
+	void *arg;
+};
+
+static void node_move_done(struct raft_transfer *req)
+{
+	struct node_move *mv = req->data;
+	struct node *n = mv->n;
+	uint64_t leader = node_leader(n);
+	int rv;
+
+	if (raft_state(&n->raft) != RAFT_LEADER && leader == mv->target) {
+		LOGI("raft: leadership moved to %016" PRIx64, mv->target);
+		mv->cb(mv->arg, 0);
+		free(mv);
+		return;
+	}
+	if (raft_state(&n->raft) == RAFT_LEADER && ++mv->attempts < NODE_MOVE_ATTEMPTS) {
+		mv->req.data = mv;
+		rv = raft_transfer(&n->raft, &mv->req, mv->target, node_move_done);
+		if (rv == 0)
+			return;
+	}
+	LOGW("raft: moving leadership to %016" PRIx64 " failed (leader now %016" PRIx64 ")",
+	     mv->target, leader);
+	mv->cb(mv->arg, raft_state(&n->raft) == RAFT_LEADER ? -KV_ETIMEOUT : -KV_ELEADERCHANGED);
+	free(mv);
+}
+
+int node_move_leader(struct node *n, uint64_t target, node_move_cb cb, void *arg)
+{
+	const struct raft_configuration *c = &n->raft.configuration;
+	struct node_move *mv;
+	unsigned i;
+	int rv;
+
+	if (raft_state(&n->raft) != RAFT_LEADER)
+		return -KV_ENOTLEADER;
+	for (i = 0; i < c->n; i++)
+		if (c->servers[i].id == target && c->servers[i].role == RAFT_VOTER)
+			break;
+	if (i == c->n)
+		return -KV_EBADTRANSFEREE;
+	if (target == n->srv->member_id) {
+		cb(arg, 0);
+		return 0;
+	}
+	mv = calloc(1, sizeof(*mv));
+	if (!mv)
+		return -KV_ENOMEM;
+	mv->n = n;
+	mv->target = target;
+	mv->cb = cb;
+	mv->arg = arg;
+	mv->req.data = mv;
+	rv = raft_transfer(&n->raft, &mv->req, target, node_move_done);
+	if (rv) {
+		free(mv);
+		return rv == RAFT_NOTLEADER ? -KV_ENOTLEADER : -KV_EBADTRANSFEREE;
+	}
+	return 0;
+}

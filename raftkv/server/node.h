@@ -108,6 +108,13 @@ int node_change_add(struct node *n, uint64_t id, const char *peer_url, node_chan
 		    void *arg);
 int node_change_assign(struct node *n, uint64_t id, int role, node_change_cb cb, void *arg);
 int node_change_remove(struct node *n, uint64_t id, node_change_cb cb, void *arg);
+
+/* MoveLeader: hands leadership to voter target, retrying a transfer that
+ * libraft lets time out.  -KV_ENOTLEADER when not leader,
+ * -KV_EBADTRANSFEREE when target is not a voter; otherwise cb runs once
+ * with 0 when target leads, or an error. */
+typedef void (*node_move_cb)(void *arg, int err);
+int node_move_leader(struct node *n, uint64_t target, node_move_cb cb, void *arg);
 /* The latest configuration this member knows (on a leader: the last one it
  * appended, committed or not).  Valid until the next loop turn. */
 const struct raft_configuration *node_configuration(const struct node *n);

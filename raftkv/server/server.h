@@ -30,6 +30,7 @@ struct watch_hub;
 struct lease_table;
 struct svc_lease;
 struct svc_cluster;
+struct forward;
 
 #define RAFTKV_VERSION "0.1.0"
 /* What we report as etcd's version: clients (and kube-apiserver) parse it. */
@@ -52,6 +53,7 @@ struct server {
 	struct alarm_table alarms;   /* replicated: NOSPACE/CORRUPT (alarm.c) */
 	struct members members;      /* replicated: the member table (members.c) */
 	struct svc_cluster *cluster_svc; /* membership reconciler, publish (svc_cluster.c) */
+	struct forward *forward;     /* a follower's relay to the leader (forward.c) */
 	bool stopping;
 };
 

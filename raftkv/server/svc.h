@@ -65,8 +65,8 @@ void svc_cluster_member_remove(struct rpc_call *call, const uint8_t *msg, size_t
 void svc_cluster_member_update(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_cluster_member_promote(struct rpc_call *call, const uint8_t *msg, size_t len);
 /* Not etcd's: "/raftkv.Internal/MemberPublish" (an etcdserverpb.Member with
- * ID, name, clientURLs), leader only, for a follower to publish itself
- * through the leader once it can reach it (see svc_cluster.c). */
+ * ID, name, clientURLs): a follower asks the leader to publish it (see
+ * svc_cluster.c); a follower receiving it relays it to the leader. */
 void svc_cluster_member_publish(struct rpc_call *call, const uint8_t *msg, size_t len);
 
 /* Watch (svc_watch.c): a bidi stream over the server's watch hub. */

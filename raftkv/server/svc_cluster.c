@@ -7,13 +7,15 @@
  *   MemberList   answered from this member's table, as etcd 3.4 does (a
  *                learner refuses it, as etcd's learners do);
  *   MemberAdd/Remove/Update/Promote
- *                leader only: checked here as etcd's server checks them
+ *                on the leader: checked here as etcd's server checks them
  *                before proposing (URLs, strict reconfiguration quorum,
  *                learner in sync), then proposed unchanged (CMD_MEMBER_*);
  *                the fsm validates again and applies; the answer is the
- *                applied result.  A follower cannot propose: it answers
- *                "no leader"/"not leader" until forwarding to the leader
- *                exists (svc_cluster_forward is the one place to plug it).
+ *                applied result.  A follower cannot propose (libraft): it
+ *                relays the call to the leader (forward.h: the leader's
+ *                client URLs from this table, through the client library)
+ *                and its answer back; with no leader known, "etcdserver:
+ *                no leader".
  *
  * libraft's configuration follows the table, one change at a time, driven
  * by the leader from a timer (svc_cluster_reconcile): a member the table
@@ -35,10 +37,11 @@
  * learns the cluster id from the table; a member whose removal was applied
  * shuts down, as etcd's does, once it no longer leads.
  *
- * Publishing a follower's name and client URLs needs a way to reach the
- * leader, which libraft does not give (only the leader may propose): a
- * follower hands its publish to svc_cluster_forward, which has no
- * transport yet, so followers stay "unstarted" until it does.
+ * A follower publishes through the same relay: it asks the leader (not
+ * etcd's API: /raftkv.Internal/MemberPublish, an etcdserverpb.Member) to
+ * propose CMD_MEMBER_PUBLISH for it, every second until its table shows
+ * the change.  The leader publishes itself first, so that followers find
+ * its client URLs in the table.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -55,6 +58,7 @@
 #include "lib/log.h"
 #include "server/cmd.h"
 #include "server/config.h"
+#include "server/forward.h"
 #include "server/members.h"
 #include "server/node.h"
 #include "server/prop.h"
@@ -94,6 +98,9 @@ struct svc_cluster {
 	uint64_t drain_index;    /* our commit index when the wait began */
 	uint64_t drain_deadline; /* loop time when we stop waiting */
 };
+
+/* Not etcd's: how a follower publishes itself through the leader. */
+#define SVC_CLUSTER_PUBLISH_PATH "/raftkv.Internal/MemberPublish"
 
 static struct svc_cluster *svc_cluster_of(struct server *s)
 {
@@ -198,39 +205,23 @@ fail:
 
 /* --- changes: checks, then a proposal ------------------------------------------ */
 
-/* Where a follower will hand a membership request to the leader (over the
- * leader's client URL, with the project's client library).  There is no
- * such transport yet: -KV_EUNIMPLEMENTED. */
-static int svc_cluster_forward(struct server *s, const char *path, const uint8_t *msg, size_t len,
-			       struct rpc_call *call)
-{
-	(void)s;
-	(void)path;
-	(void)msg;
-	(void)len;
-	(void)call;
-	return -KV_EUNIMPLEMENTED;
-}
-
 /* 0 when this member may propose a membership change now: it leads, its
  * fsm has caught up in this term and the table exists.  Otherwise the call
- * is forwarded or finished with the reason; returns 1 then. */
+ * is relayed to the leader (forward.h) or finished with the reason;
+ * returns 1 then. */
 static int svc_cluster_leader_only(struct rpc_call *call, const char *path, const uint8_t *msg,
 				   size_t len)
 {
 	struct server *s = rpc_call_server(call);
 	struct svc_cluster *c = svc_cluster_of(s);
-	int rv;
 
 	if (s->stopping || !c) {
 		rpc_call_finish(call, -KV_ESTOPPED);
 		return 1;
 	}
 	if (!node_is_leader(&s->node)) {
-		rv = svc_cluster_forward(s, path, msg, len, call);
-		if (rv == 0)
-			return 1;
-		rpc_call_finish(call, node_leader(&s->node) ? -KV_ENOTLEADER : -KV_ENOLEADER);
+		if (!forward_try(call, path, msg, len))
+			rpc_call_finish(call, -KV_ENOLEADER);
 		return 1;
 	}
 	if (c->ready_term != node_term(&s->node) || !s->members.initialized) {
@@ -475,8 +466,9 @@ static void svc_cluster_published_cb(void *arg, int err, const ProtobufCMessage 
 
 	(void)resp;
 	c->publish_busy = false;
+	/* Also after a success: a follower's table shows it a heartbeat later. */
+	c->next_publish = uv_now(s->loop) + SVC_CLUSTER_BACKOFF_MS;
 	if (err) {
-		c->next_publish = uv_now(s->loop) + SVC_CLUSTER_BACKOFF_MS;
 		LOGW("cluster: publishing this member's name and client URLs failed (%s); "
 		     "retrying",
 		     kv_err_message(err));
@@ -522,15 +514,19 @@ static void svc_cluster_publish(struct svc_cluster *c)
 		return;
 	if ((rv = svc_cluster_publish_payload(s, &payload, &len)))
 		return;
-	if (node_is_leader(&s->node))
+	if (node_is_leader(&s->node)) {
 		rv = prop_submit(&s->prop, CMD_MEMBER_PUBLISH, payload, len, svc_cluster_published_cb,
 				 c);
-	else
-		rv = svc_cluster_forward(s, "/raftkv.Internal/MemberPublish", payload, len, NULL);
+		c->publish_busy = rv == 0;
+	} else {
+		/* Fire and forget: our table shows whether it took, and we ask
+		 * again a little later until it does. */
+		rv = forward_path(s, SVC_CLUSTER_PUBLISH_PATH, payload, len, NULL);
+		if (rv == 0)
+			LOGD("cluster: asked the leader to publish this member's name and client URLs");
+	}
 	free(payload);
-	if (rv == 0)
-		c->publish_busy = node_is_leader(&s->node);
-	else
+	if (!c->publish_busy)
 		c->next_publish = uv_now(s->loop) + SVC_CLUSTER_BACKOFF_MS;
 }
 
@@ -548,7 +544,7 @@ void svc_cluster_member_publish(struct rpc_call *call, const uint8_t *msg, size_
 		rpc_call_finish(call, -KV_EMALFORMED);
 		return;
 	}
-	if (svc_cluster_leader_only(call, "/raftkv.Internal/MemberPublish", msg, len)) {
+	if (svc_cluster_leader_only(call, SVC_CLUSTER_PUBLISH_PATH, msg, len)) {
 		arena_close(&a);
 		return;
 	}

@@ -8,12 +8,15 @@
  *                client's request bytes are proposed unchanged (prop_submit);
  *                the fsm applies them through kvs and prop hands us the result.
  *   Txn without writes: a read, served like a linearizable Range.
+ * On a follower that knows its leader, writes and linearizable reads are
+ * relayed to the leader instead (forward.h); serializable reads stay here.
  */
 #include <stdlib.h>
 
 #include "lib/arena.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "server/forward.h"
 #include "server/kvs.h"
 #include "server/node.h"
 #include "server/prop.h"
@@ -50,10 +53,27 @@ static void svc_write_done(void *arg, int err, const ProtobufCMessage *resp)
 	rpc_call_release(call);
 }
 
+static const char *svc_kv_path(enum cmd_type type)
+{
+	switch (type) {
+	case CMD_PUT:
+		return "/etcdserverpb.KV/Put";
+	case CMD_DELETE_RANGE:
+		return "/etcdserverpb.KV/DeleteRange";
+	case CMD_TXN:
+		return "/etcdserverpb.KV/Txn";
+	default:
+		return "/etcdserverpb.KV/Compact";
+	}
+}
+
 static void svc_propose(struct rpc_call *call, enum cmd_type type, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
 	int rv;
+	/* A follower relays the client's bytes to the leader (forward.h). */
+	if (forward_try(call, svc_kv_path(type), msg, len))
+		return;
 	rpc_call_hold(call);
 	rv = prop_submit(&s->prop, type, msg, len, svc_write_done, call);
 	if (rv) {
@@ -209,6 +229,11 @@ void svc_kv_range(struct rpc_call *call, const uint8_t *msg, size_t len)
 		svc_read_free(r);
 		return;
 	}
+	if (!req->serializable &&
+	    forward_try(call, "/etcdserverpb.KV/Range", msg, len)) {
+		svc_read_free(r);
+		return;
+	}
 	svc_read_start(call, r, req->serializable);
 }
 
@@ -291,6 +316,10 @@ void svc_kv_txn(struct rpc_call *call, const uint8_t *msg, size_t len)
 	if (svc_txn_has_writes(req)) {
 		svc_read_free(r);
 		svc_propose(call, CMD_TXN, msg, len);
+		return;
+	}
+	if (!svc_txn_serializable(req) && forward_try(call, "/etcdserverpb.KV/Txn", msg, len)) {
+		svc_read_free(r);
 		return;
 	}
 	svc_read_start(call, r, svc_txn_serializable(req));

@@ -24,10 +24,9 @@
  * revoke rate), and proposes a revoke for each: keys are deleted only
  * when that entry is applied, on every member alike.
  *
- * Followers: keep-alive and time-to-live need the leader's deadlines.
- * Until followers forward to the leader they answer "no leader", as prop
- * does for writes; svc_lease_renew() and svc_lease_time_to_live() are the
- * two places where forwarding goes.
+ * Followers: keep-alive and time-to-live need the leader's deadlines, and
+ * grant/revoke are writes: a follower that knows its leader relays them
+ * (forward.h); without a leader they answer "no leader", as prop does.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -38,6 +37,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "server/config.h"
+#include "server/forward.h"
 #include "server/lease.h"
 #include "server/mvcc.h"
 #include "server/node.h"
@@ -223,6 +223,12 @@ static void svc_lease_propose(struct rpc_call *call, enum cmd_type type, const u
 	struct server *s = rpc_call_server(call);
 	int rv;
 
+	/* A follower relays the request to the leader (forward.h). */
+	if (forward_try(call,
+			type == CMD_LEASE_GRANT ? "/etcdserverpb.Lease/LeaseGrant"
+						: "/etcdserverpb.Lease/LeaseRevoke",
+			msg, len))
+		return;
 	rpc_call_hold(call);
 	rv = prop_submit(&s->prop, type, msg, len, svc_lease_write_done, call);
 	if (rv) {
@@ -321,6 +327,13 @@ void svc_lease_keep_alive(struct rpc_call *call, const uint8_t *msg, size_t len)
 	}
 	/* The header is taken before the renewal (etcd does the same): its
 	 * revision is never past the point where the lease was alive. */
+	/* Only the leader knows the deadlines: a follower relays the renewal
+	 * and its answer (forward.h). */
+	svc_lease_sync(s);
+	if (!lease_table_is_primary(s->leases) && forward_try_keep_alive(call, msg, len)) {
+		arena_close(&a);
+		return;
+	}
 	svc_header_fill(s, &hdr);
 	hdr.revision = mvcc_rev(s->mvcc);
 	resp.header = &hdr;
@@ -377,12 +390,13 @@ void svc_lease_time_to_live(struct rpc_call *call, const uint8_t *msg, size_t le
 		rpc_call_finish(call, -KV_EMALFORMED);
 		return;
 	}
-	/* Remaining time is the leader's to tell: a follower will forward
-	 * here (issue 3); until then it fails as a write would. */
+	/* Remaining time is the leader's to tell: a follower relays the
+	 * query (forward.h), or fails as a write would without a leader. */
 	svc_lease_sync(s);
 	if (!lease_table_is_primary(s->leases)) {
 		arena_close(&a);
-		rpc_call_finish(call, -KV_ENOLEADER);
+		if (!forward_try(call, "/etcdserverpb.Lease/LeaseTimeToLive", msg, len))
+			rpc_call_finish(call, -KV_ENOLEADER);
 		return;
 	}
 	resp.header = svc_lease_header(s, &a);

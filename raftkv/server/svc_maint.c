@@ -27,6 +27,7 @@
 #include "lib/log.h"
 #include "server/alarm.h"
 #include "server/config.h"
+#include "server/forward.h"
 #include "server/fsm.h"
 #include "server/mvcc.h"
 #include "server/node.h"
@@ -186,8 +187,11 @@ void svc_maint_alarm(struct rpc_call *call, const uint8_t *msg, size_t len)
 		return;
 	}
 	if (req->action != ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
-		/* ACTIVATE/DEACTIVATE change replicated state: through raft. */
+		/* ACTIVATE/DEACTIVATE change replicated state: through raft,
+		 * relayed to the leader by a follower (forward.h). */
 		arena_close(&a);
+		if (forward_try(call, "/etcdserverpb.Maintenance/Alarm", msg, len))
+			return;
 		rpc_call_hold(call);
 		rv = prop_submit(&s->prop, CMD_ALARM, msg, len, svc_alarm_done, call);
 		if (rv) {
@@ -403,12 +407,31 @@ void svc_maint_defragment(struct rpc_call *call, const uint8_t *msg, size_t len)
 	svc_send(call, &resp.base, &a);
 }
 
+static void svc_move_done(void *arg, int err)
+{
+	struct rpc_call *call = arg;
+	struct server *s = rpc_call_server(call);
+	Etcdserverpb__MoveLeaderResponse resp;
+	struct arena a;
+	if (err) {
+		rpc_call_finish(call, err);
+	} else {
+		arena_init(&a);
+		etcdserverpb__move_leader_response__init(&resp);
+		resp.header = svc_header_new(s, &a);
+		svc_send(call, &resp.base, &a);
+	}
+	rpc_call_release(call);
+}
+
+/* Served by the leader only, as etcd (etcdctl sends it there). */
 void svc_maint_move_leader(struct rpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
-	Etcdserverpb__MoveLeaderResponse resp;
 	Etcdserverpb__MoveLeaderRequest *req;
 	struct arena a;
+	uint64_t target;
+	int rv;
 	arena_init(&a);
 	req = etcdserverpb__move_leader_request__unpack(arena_pb_allocator(&a), len, msg);
 	if (!req) {
@@ -416,20 +439,14 @@ void svc_maint_move_leader(struct rpc_call *call, const uint8_t *msg, size_t len
 		rpc_call_finish(call, -KV_EMALFORMED);
 		return;
 	}
-	if (!node_is_leader(&s->node)) {
-		arena_close(&a);
-		rpc_call_finish(call, -KV_ENOTLEADER);
-		return;
+	target = req->targetid;
+	arena_close(&a);
+	rpc_call_hold(call);
+	rv = node_move_leader(&s->node, target, svc_move_done, call);
+	if (rv) {
+		rpc_call_finish(call, rv);
+		rpc_call_release(call);
 	}
-	/* A single member can only "move" leadership to itself. */
-	if (req->targetid != s->member_id) {
-		arena_close(&a);
-		rpc_call_finish(call, -KV_EBADTRANSFEREE);
-		return;
-	}
-	etcdserverpb__move_leader_response__init(&resp);
-	resp.header = svc_header_new(s, &a);
-	svc_send(call, &resp.base, &a);
 }
 
 int svc_health(struct server *s)

@@ -18,7 +18,8 @@ membership calls sent to the leader (a follower may not forward yet):
   * member remove of the leader while a writer keeps putting keys (through
     any member that answers): a new leader takes over, every acknowledged put
     is readable afterwards;
-  * member add --learner m5: promote before it started fails ("in sync"),
+  * member add --learner m5 through a follower: promote before it started
+    fails ("in sync"),
     m5 starts and replicates (a serializable get through it sees a key
     written after it joined), promote then succeeds and it is a voter;
   * restart of a bootstrap member and of the joined member on their data
@@ -378,10 +379,11 @@ def main(t):
     lost = [k for k in writer.acked if got.get(k) != writer.acked[k]]
     eq(lost, [], "acknowledged writes missing after the leader's removal")
 
-    # ---- add a learner, promote it
+    # ---- add a learner (through a follower: it relays to the leader), promote it
     leader = new_leader
+    follower = [m for m in live if m is not leader][0]
     m5 = Joiner(c, "m5")
-    r = retry_unhealthy(leader, "member", "add", "m5", "--learner", "--peer-urls", m5.peer_url)
+    r = retry_unhealthy(follower, "member", "add", "m5", "--learner", "--peer-urls", m5.peer_url)
     check(r.returncode == 0, "member add --learner: %s" % r.stderr)
     mo = re.match(r"Member +([0-9a-f]+) added to cluster +([0-9a-f]+)\n", r.stdout)
     check(mo, "member add output: %r" % r.stdout)

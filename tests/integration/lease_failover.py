@@ -43,7 +43,7 @@ from cluster import Failure, check, eq, log  # noqa: E402
 
 TTL = 5
 ELECTION = 1.0          # --election-timeout default, in seconds
-SLACK = 2.0
+SLACK = 2.5
 RENEW_EVERY = 1.0
 KILL_AFTER = 2.5        # seconds after the grants
 GRPC_OPTS = [("grpc.use_local_subchannel_pool", 1)]
@@ -263,12 +263,12 @@ class Leases:
                         pass
                     break
                 with self.lock:
-                    if le.name not in self.renew:
-                        continue
                     if ttl <= 0:
                         le.lost = time.monotonic()
                         self.renew.discard(le.name)
                         continue
+                    # Recorded even if renewing stopped meanwhile: it still
+                    # counts as this lease's last renewal.
                     le.renew_sent, le.renew_recv = sent, time.monotonic()
                     le.renewals += 1
             else:

@@ -51,8 +51,11 @@ PAST_FRACTION = 0.2
 PREVKV_FRACTION = 0.4
 PREFILL = 300           # writes before the watchers are created
 RATE = 120              # writes/s after the prefill
-DURATION_1 = 10.0       # seconds of paced writes, phase 1
-DURATION_3 = 16.0       # phase 2 (the leader is killed at ~25%, restarted at ~60%)
+LOAD_1 = 8.0            # seconds of writes once the watchers exist, phase 1
+KILL_AT = 3.0           # phase 2: seconds after the watchers exist
+RESTART_AT = 7.0        # seconds after the kill
+LOAD_3 = 4.0            # seconds of writes after the restart
+WRITER_MAX = 120.0      # the writer stops by itself after this
 DRAIN_TIMEOUT = 30.0
 GRPC_OPTS = [("grpc.use_local_subchannel_pool", 1),
              ("grpc.max_receive_message_length", 256 << 20)]
@@ -150,15 +153,16 @@ def gen_write(rng, model, seq):
 # ---------------------------------------------------------------- the writer process
 
 def writer_main(argv):
-    """--writer ENDPOINTS OUT SEED DURATION: writes to the leader among
-    ENDPOINTS (comma-separated), logging one JSON line per write."""
+    """--writer ENDPOINTS OUT SEED STOPFILE: writes to the leader among
+    ENDPOINTS (comma-separated), logging one JSON line per write, until
+    STOPFILE exists."""
     import grpc
     from etcd3 import etcdrpc
 
     endpoints = argv[0].split(",")
     out = open(argv[1], "a", buffering=1)
     rng = random.Random(int(argv[2]))
-    duration = float(argv[3])
+    stopfile = argv[3]
     chans = {}
 
     def chan(ep, fresh=False):
@@ -224,13 +228,13 @@ def writer_main(argv):
         raise RuntimeError("store not empty at start (revision %d)" % last)
     seq = 0
     paced_from = None
-    t_end = None
+    t_end = time.monotonic() + WRITER_MAX
     while True:
         now = time.monotonic()
         if seq >= PREFILL:
             if paced_from is None:
-                paced_from, t_end = now, now + duration
-            if now >= t_end:
+                paced_from = now
+            if now >= t_end or os.path.exists(stopfile):
                 break
             due = paced_from + (seq - PREFILL) / RATE
             if due > now:
@@ -265,11 +269,12 @@ def writer_main(argv):
 
 
 class Writer:
-    def __init__(self, t, endpoints, seed, duration, tag):
+    def __init__(self, t, endpoints, seed, tag):
         self.path = os.path.join(t.tmp, "writes-%s.jsonl" % tag)
+        self.stopfile = os.path.join(t.tmp, "stop-%s" % tag)
         self.err = open(os.path.join(t.tmp, "writer-%s.err" % tag), "w+")
         self.proc = subprocess.Popen([cluster.PYTHON, os.path.abspath(__file__), "--writer",
-                                      endpoints, self.path, str(seed), str(duration)],
+                                      endpoints, self.path, str(seed), self.stopfile],
                                      stdout=self.err, stderr=subprocess.STDOUT,
                                      env=cluster.clean_env())
         t.closers.append(self.kill)
@@ -303,6 +308,7 @@ class Writer:
             raise Failure("writer failed (exit %d):\n%s" % (rc, self.err.read()[-3000:]))
 
     def finish(self, timeout):
+        open(self.stopfile, "w").close()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -672,9 +678,9 @@ def converged(cl, rev, timeout):
     log("every member is at revision %d" % rev)
 
 
-def phase(t, cl, watch_members, seed, duration, what, during=None):
+def phase(t, cl, watch_members, seed, what, during):
     rng = random.Random(seed)
-    w = Writer(t, cl.endpoints, seed, duration, what.replace(" ", "-"))
+    w = Writer(t, cl.endpoints, seed, what.replace(" ", "-"))
     w.wait_writes(PREFILL, 30)
     rev_now = w.writes()[-1]["rev"]
     specs = watcher_specs(rng, rev_now)
@@ -684,9 +690,8 @@ def phase(t, cl, watch_members, seed, duration, what, during=None):
     wait_created(streams, 30)
     log("%s: %d watchers on %d streams created in %.1fs (writes at revision %d)"
         % (what, STREAMS * PER_STREAM, STREAMS, time.monotonic() - t0, w.writes()[-1]["rev"]))
-    if during:
-        during(w)
-    recs = w.finish(duration + 60)
+    during(w)
+    recs = w.finish(60)
     writes = [r for r in recs if "rev" in r]
     log("%s: writer done, %d writes to revision %d (%d dropped, %d resolved after a failure)"
         % (what, len(writes), recs[-1]["final"], sum(1 for r in recs if "dropped" in r),
@@ -703,7 +708,7 @@ def main(t):
     log("seed", seed, "(SEED=... to repeat)")
 
     cl = t.cluster()
-    phase(t, cl, cl.members, seed, DURATION_1, "one member")
+    phase(t, cl, cl.members, seed, "one member", lambda w: time.sleep(LOAD_1))
     for rc in cl.stop():
         check(rc in (0, -15), "member exited with status %s on SIGTERM" % rc)
 
@@ -714,7 +719,7 @@ def main(t):
         "stays a follower throughout)" % (leader.name, followers[0].name, followers[1].name))
 
     def kill_and_restart(w):
-        time.sleep(DURATION_3 * 0.25)
+        time.sleep(KILL_AT)
         victim = leader_of(cl)
         check(victim is leader, "leadership moved to %s before the kill" % victim.name)
         w.check_alive()
@@ -724,14 +729,14 @@ def main(t):
         log("killed leader %s after %d writes" % (victim.name, n_before))
         new = leader_of(cl)
         log("new leader %s after %.1fs" % (new.name, time.monotonic() - t_kill))
-        time.sleep(max(0.0, t_kill + DURATION_3 * 0.35 - time.monotonic()))
+        time.sleep(max(0.0, t_kill + RESTART_AT - time.monotonic()))
         victim.start()
         log("restarted %s" % victim.name)
-        time.sleep(DURATION_3 * 0.2)
+        time.sleep(LOAD_3)
         after = [r for r in w.writes() if r["t"] > t_kill]
         check(len(after) >= 50, "only %d writes after the leader kill" % len(after))
 
-    final = phase(t, cl, followers, seed + 1, DURATION_3, "three members", kill_and_restart)
+    final = phase(t, cl, followers, seed + 1, "three members", kill_and_restart)
     converged(cl, final, 30)
 
 
