@@ -67,10 +67,25 @@ static const char *svc_kv_path(enum cmd_type type)
 	}
 }
 
+/* Like etcd, a member serves writes and linearizable reads only once its
+ * own name and client URLs are in the replicated member table: until then
+ * `--cluster` commands could not find it.  Clients retry "no leader". */
+static bool svc_not_published(struct rpc_call *call)
+{
+	struct server *s = rpc_call_server(call);
+	const struct member *m = members_find(&s->members, s->member_id);
+	if (m && members_is_started(m))
+		return false;
+	rpc_call_finish(call, -KV_ENOLEADER);
+	return true;
+}
+
 static void svc_propose(struct rpc_call *call, enum cmd_type type, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
 	int rv;
+	if (svc_not_published(call))
+		return;
 	/* A follower relays the client's bytes to the leader (forward.h). */
 	if (forward_try(call, svc_kv_path(type), msg, len))
 		return;
@@ -230,7 +245,7 @@ void svc_kv_range(struct rpc_call *call, const uint8_t *msg, size_t len)
 		return;
 	}
 	if (!req->serializable &&
-	    forward_try(call, "/etcdserverpb.KV/Range", msg, len)) {
+	    (svc_not_published(call) || forward_try(call, "/etcdserverpb.KV/Range", msg, len))) {
 		svc_read_free(r);
 		return;
 	}
@@ -318,7 +333,8 @@ void svc_kv_txn(struct rpc_call *call, const uint8_t *msg, size_t len)
 		svc_propose(call, CMD_TXN, msg, len);
 		return;
 	}
-	if (!svc_txn_serializable(req) && forward_try(call, "/etcdserverpb.KV/Txn", msg, len)) {
+	if (!svc_txn_serializable(req) &&
+	    (svc_not_published(call) || forward_try(call, "/etcdserverpb.KV/Txn", msg, len))) {
 		svc_read_free(r);
 		return;
 	}

@@ -400,13 +400,16 @@ def env():
     return e
 
 
+EV, MSGS, CREATED, CANCELED, CPU = 2, 3, 4, 5, 6   # fields of a Consumer sample
+
+
 class Consumer:
-    """The C watcher process; samples = [(ms, events, msgs, created, canceled, cpu_ms)]."""
+    """The C watcher process and what it printed, with arrival times."""
 
     def __init__(self, exe, port, streams, per, mode, key):
         self.proc = subprocess.Popen([exe, "127.0.0.1", str(port), str(streams), str(per), mode, key],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.samples = []
+        self.samples = []   # (time.monotonic(), ms, events, msgs, created, canceled, cpu_ms)
         self.err = []
         self.t0 = time.monotonic()
         threading.Thread(target=self._read, daemon=True).start()
@@ -428,10 +431,10 @@ class Consumer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit("consumer exited: %s" % "\n".join(self.err[-5:]))
-            if self.last()[4] >= n:
+            if self.last()[CREATED] >= n:
                 return
             time.sleep(0.05)
-        raise SystemExit("only %d of %d watchers created: %s" % (self.last()[4], n, self.err[-5:]))
+        raise SystemExit("only %d of %d watchers created: %s" % (self.last()[CREATED], n, self.err[-5:]))
 
     def stop(self):
         if self.proc.poll() is None:
@@ -476,25 +479,26 @@ def fanout(srv, exe, args, body):
         applied = srv.revision() - rev0
         want = applied * 1000
         # Drain: until every event arrived, or 10 s without progress.
-        last_progress, last_n = time.monotonic(), c.last()[1]
-        while c.last()[1] < want and time.monotonic() - last_progress < 10:
+        last_progress, last_n = time.monotonic(), c.last()[EV]
+        while (c.last()[EV] < want and time.monotonic() - last_progress < 10
+               and time.monotonic() - t_end < 120):
             time.sleep(0.1)
-            if c.last()[1] != last_n:
-                last_n, last_progress = c.last()[1], time.monotonic()
+            if c.last()[EV] != last_n:
+                last_n, last_progress = c.last()[EV], time.monotonic()
         s_done = c.last()
-        done_at = next((s[0] for s in c.samples if s[1] >= s_done[1]), s_done[0])
+        done_at = next((s[0] for s in c.samples if s[EV] >= s_done[EV]), s_done[0])
         return {
             "puts/s": applied / (t_end - t_start),
             "h2load req/s": float(m.group(3)) if m else 0.0,
             "puts": applied,
             "events want": want,
-            "events got": s_done[1],
-            "ev/s load": (s_end[1] - s_start[1]) / (s_end[0] - s_start[0]),
-            "ev/s overall": (s_done[1] - s_start[1]) / max(1e-9, done_at - s_start[0]),
+            "events got": s_done[EV],
+            "ev/s load": (s_end[EV] - s_start[EV]) / (s_end[0] - s_start[0]),
+            "ev/s overall": (s_done[EV] - s_start[EV]) / max(1e-9, done_at - s_start[0]),
             "drain s": max(0.0, done_at - t_end),
-            "msgs": s_done[2] - s_start[2],
-            "consumer cpu": (s_done[6] - s_start[6]) / 1000.0 / max(1e-9, done_at - s_start[0]),
-            "canceled": s_done[5],
+            "msgs": s_done[MSGS] - s_start[MSGS],
+            "consumer cpu": (s_done[CPU] - s_start[CPU]) / 1000.0 / max(1e-9, done_at - s_start[0]),
+            "canceled": s_done[CANCELED],
             "errors": c.err[-3:],
         }
     finally:
@@ -539,12 +543,15 @@ def main():
         body = os.path.join(tmp, "put.bin")
         put_body(body, b"bench/k", args.value_size)
         results = []
+        log("load average before the runs: %.2f %.2f %.2f (other processes skew the figures)"
+            % os.getloadavg())
         for name, binary in (("raftkv", os.path.abspath(args.raftkv)), ("etcd", args.etcd)):
             log("%s: fan-out to 1,000 watchers at %d puts/s for %d s..." % (name, args.rate, args.seconds))
             f = fanout(Server(name, binary, tmp), exe, args, body)
             log("%s: memory with 10,000 idle watchers..." % name)
             m = memory(Server(name, binary, tmp), exe)
             results.append((name, f, m))
+            log("load average: %.2f %.2f %.2f" % os.getloadavg())
         print()
         print("1,000 watchers (10 streams x 100, same prefix), puts of a %d-byte value at %d/s for %d s"
               % (args.value_size, args.rate, args.seconds))

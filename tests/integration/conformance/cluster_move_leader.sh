@@ -1,0 +1,1 @@
+../../lib/conformance_case.sh
