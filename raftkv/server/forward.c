@@ -365,6 +365,7 @@ static void forward_ka_done(struct kvc_call *kc, int err)
 	 * etcd's does when its forward to the leader fails. */
 	if (err && !rpc_call_gone(r->call))
 		forward_finish_error(r, err);
+	svc_lease_keep_alive_relay_end(r->call);
 	rpc_call_release(r->call);
 	forward_req_free(r);
 }
@@ -399,6 +400,7 @@ int forward_try_keep_alive(struct rpc_call *call, const uint8_t *msg, size_t len
 		rpc_call_finish(call, rv == -KV_ENOMEM ? rv : -KV_ENOLEADER);
 		return 1;
 	}
+	svc_lease_keep_alive_relay_begin(call);
 	if ((rv = kvc_call_send(&r->kc, msg, len)) == 0)
 		rv = kvc_call_close_send(&r->kc);
 	if (rv)

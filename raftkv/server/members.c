@@ -597,7 +597,8 @@ static void mb_put(struct members_buf *b, const void *src, size_t n)
 		b->p = p;
 		b->cap = cap;
 	}
-	memcpy(b->p + b->len, src, n);
+	if (n) /* src may be NULL for an empty string */
+		memcpy(b->p + b->len, src, n);
 	b->len += n;
 }
 

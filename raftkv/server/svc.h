@@ -87,6 +87,9 @@ void svc_lease_grant(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_lease_revoke(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_lease_keep_alive(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_lease_keep_alive_half_close(struct rpc_call *call);
+/* forward.c: a renewal relayed to the leader starts / got its answer. */
+void svc_lease_keep_alive_relay_begin(struct rpc_call *call);
+void svc_lease_keep_alive_relay_end(struct rpc_call *call);
 void svc_lease_time_to_live(struct rpc_call *call, const uint8_t *msg, size_t len);
 void svc_lease_leases(struct rpc_call *call, const uint8_t *msg, size_t len);
 

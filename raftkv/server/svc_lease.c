@@ -28,6 +28,7 @@
  * grant/revoke are writes: a follower that knows its leader relays them
  * (forward.h); without a leader they answer "no leader", as prop does.
  */
+#include <stdint.h>
 #include <inttypes.h>
 #include <stdlib.h>
 
@@ -354,11 +355,33 @@ void svc_lease_keep_alive(struct rpc_call *call, const uint8_t *msg, size_t len)
 		rpc_call_finish(call, rv);
 }
 
+/* A keep-alive stream's data word counts the renewals relayed to the
+ * leader and not yet answered (in steps of 2) and records the client's
+ * half-close (bit 0): no allocation, nothing to free. */
+#define SVC_KA_HALF_CLOSED ((uintptr_t)1)
+
+void svc_lease_keep_alive_relay_begin(struct rpc_call *call)
+{
+	rpc_call_set_data(call, (void *)((uintptr_t)rpc_call_data(call) + 2));
+}
+
+void svc_lease_keep_alive_relay_end(struct rpc_call *call)
+{
+	uintptr_t st = (uintptr_t)rpc_call_data(call) - 2;
+	rpc_call_set_data(call, (void *)st);
+	if (st == SVC_KA_HALF_CLOSED)
+		rpc_call_finish(call, 0);
+}
+
 void svc_lease_keep_alive_half_close(struct rpc_call *call)
 {
+	uintptr_t st = (uintptr_t)rpc_call_data(call) | SVC_KA_HALF_CLOSED;
+	rpc_call_set_data(call, (void *)st);
 	/* etcd's leaseKeepAlive returns nil on io.EOF: status OK.  Clients
-	 * such as python3-etcd3 wait for that end before returning. */
-	rpc_call_finish(call, 0);
+	 * such as python3-etcd3 wait for that end before returning, so the
+	 * answers to renewals still with the leader must go out first. */
+	if (st == SVC_KA_HALF_CLOSED)
+		rpc_call_finish(call, 0);
 }
 
 struct svc_lease_keys {
