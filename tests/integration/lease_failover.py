@@ -2,7 +2,11 @@
 lease_failover: leases across a SIGKILL of the leader, on three members.
 
 Leases granted through the leader, two keys attached to each:
-  kept     kept alive every second for the whole test, through the failover;
+  kept     kept alive every second for the whole test, through the failover,
+           with keep-alives sent to the leader of the moment;
+  relayed  the same, but with keep-alives sent to a member that is not the
+           killed one (a follower when the test starts), which must pass
+           them on to the leader;
   stopped  kept alive until the kill, then left alone;
   idle     never renewed after the grant;
   late     granted through the new leader after the failover, never renewed.
@@ -26,10 +30,8 @@ Expected, as etcd 3.4 behaves:
     DELETE events in one reply, with prev_kv carrying the lease ID; then
     the lease is gone (TimeToLive answers TTL -1) and a range finds no key.
 
-Keep-alives and grants go to the LEADER's endpoint, re-found with endpoint
-status after the kill: raftkv's followers do not forward keep-alives (or
-writes) to the leader yet.  When they do, sending keep-alives to a follower
-should be added here.
+Grants, puts and the `kept` keep-alives go to the leader's endpoint,
+re-found with endpoint status after the kill.
 """
 import os
 import sys
@@ -47,7 +49,8 @@ SLACK = 2.5
 RENEW_EVERY = 1.0
 KILL_AFTER = 2.5        # seconds after the grants
 GRPC_OPTS = [("grpc.use_local_subchannel_pool", 1)]
-GROUPS = (("kept", 3), ("stopped", 2), ("idle", 3))
+GROUPS = (("kept", 3), ("relayed", 2), ("stopped", 2), ("idle", 3))
+KEPT = ("kept", "relayed")
 
 
 class Conns:
@@ -111,20 +114,6 @@ def serializable_get(conns, m, key, end=b""):
     except grpc.RpcError:
         conns.drop(m.endpoint)
         return None
-
-
-def start_members(t, conns, n):
-    """Ready once a leader is known and every member answers a serializable
-    read (cluster.wait_ready wants linearizable reads on every member, which
-    raftkv's followers cannot serve before they forward to the leader)."""
-    cl = t.cluster(size=n, start=False)
-    for m in cl.members:
-        m.start()
-    leader_of(cl, conns, 30)
-    for m in cl.members:
-        cluster.wait_until(lambda: serializable_get(conns, m, b"probe") is not None, 30,
-                           "%s answering a serializable read" % m.name, 0.1)
-    return cl
 
 
 class Watcher:
@@ -199,11 +188,17 @@ class Leases:
         self.conns = conns
         self.leader = leader_of(cl, conns)
         self.all = []
+        self.via = None             # where the `relayed` keep-alives go
         self.renew = set()          # names still being kept alive
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.errors = 0
+        self.noreply = 0
+        self.problems = []
         self.thread = None
+
+    def member_of(self, ep):
+        return next(m for m in self.cl.members if m.endpoint == ep)
 
     def call(self, fn):
         """fn(channel) against the leader; on failure re-find it and retry."""
@@ -238,30 +233,48 @@ class Leases:
     def keepalive_once(self, ch, le):
         from etcd3 import etcdrpc
         sent = time.monotonic()
-        for r in etcdrpc.LeaseStub(ch).LeaseKeepAlive(
-                iter([etcdrpc.LeaseKeepAliveRequest(ID=le.id)]), timeout=2):
+        # One request, then half-close, as python3-etcd3's refresh_lease:
+        # etcd answers before it ends the stream.
+        call = etcdrpc.LeaseStub(ch).LeaseKeepAlive(
+            iter([etcdrpc.LeaseKeepAliveRequest(ID=le.id)]), timeout=2)
+        for r in call:
             return sent, r.TTL
-        raise Failure("keep-alive stream of %s ended without a reply" % le.name)
+        return sent, None
 
     def run(self):
+        try:
+            self._run()
+        except Exception as e:   # noqa: BLE001 (reported by main)
+            self.problems.append("keep-alive thread crashed: %r" % e)
+
+    def _run(self):
         import grpc
         while not self.stop.is_set():
             t0 = time.monotonic()
             with self.lock:
                 todo = [le for le in self.all if le.name in self.renew]
             for le in todo:
-                ep = self.leader.endpoint
+                ep = (self.via if le.group == "relayed" else self.leader).endpoint
                 try:
                     sent, ttl = self.keepalive_once(self.conns.get(ep), le)
                 except grpc.RpcError:
-                    # The leader is gone: find the new one and retry soon.
+                    # The leader is gone (or the relay has none for now):
+                    # find the new one and retry soon.
                     self.conns.drop(ep)
                     self.errors += 1
-                    try:
-                        self.leader = leader_of(self.cl, self.conns, 5)
-                    except Failure:
-                        pass
+                    if le.group != "relayed":
+                        try:
+                            self.leader = leader_of(self.cl, self.conns, 5)
+                        except Failure:
+                            pass
                     break
+                if ttl is None:
+                    if len(self.problems) < 5:
+                        self.problems.append(
+                            "a keep-alive of %s sent to %s: the stream ended (status OK) "
+                            "without a reply" % (le.name, self.member_of(ep).name))
+                    self.noreply += 1
+                    continue
                 with self.lock:
                     if ttl <= 0:
                         le.lost = time.monotonic()
@@ -276,8 +289,9 @@ class Leases:
                 continue
             self.stop.wait(0.1)
 
-    def start(self, names):
+    def start(self, names, via):
         self.renew = set(names)
+        self.via = via
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -296,7 +310,7 @@ def main(t):
     from etcd3 import etcdrpc
     conns = Conns()
     t.closers.append(conns.close)
-    cl = start_members(t, conns, 3)
+    cl = t.cluster(size=3)
     leases = Leases(cl, conns)
     t.closers.append(leases.close)
     old = leases.leader
@@ -312,9 +326,10 @@ def main(t):
     for group, n in GROUPS:
         for i in range(n):
             leases.grant(group, i)
-    leases.start([le.name for le in leases.all if le.group in ("kept", "stopped")])
+    leases.start([le.name for le in leases.all if le.group in KEPT + ("stopped",)], others[0])
     t_grants = time.monotonic()
-    log("granted %d leases of %ds with 2 keys each" % (len(leases.all), TTL))
+    log("granted %d leases of %ds with 2 keys each; relayed keep-alives go to %s"
+        % (len(leases.all), TTL, others[0].name))
 
     time.sleep(KILL_AFTER)
     leases.stop_renewing("stopped")
@@ -331,8 +346,8 @@ def main(t):
     old.start()
     log("restarted %s" % old.name)
 
-    expiring = [le for le in leases.all if le.group != "kept"]
-    kept = [le for le in leases.all if le.group == "kept"]
+    expiring = [le for le in leases.all if le.group not in KEPT]
+    kept = [le for le in leases.all if le.group in KEPT]
 
     def all_deleted():
         for w in watchers:
@@ -381,7 +396,7 @@ def main(t):
         if stray:
             problems.append("%s: DELETE events for keys of no expired lease: %s" % (w.member.name, stray))
     if problems:
-        raise Failure("expiry:\n  " + "\n  ".join(problems))
+        raise Failure("expiry:\n  " + "\n  ".join(problems + leases.problems))
     for le in expiring:
         at = max(watchers[0].deletes()[k][0] for k in le.keys)
         log("%-9s expired %.2fs after its last renewal (%.2fs after the new leader)"
@@ -390,6 +405,8 @@ def main(t):
     # Kept leases: alive 2 x TTL after the failover, renewed by the leader.
     until = t_elect + 2 * TTL + 0.5
     time.sleep(max(0.0, until - time.monotonic()))
+    check(not leases.problems, "keep-alives (%d without a reply):\n  %s"
+          % (leases.noreply, "\n  ".join(leases.problems)))
     for le in kept:
         check(le.lost is None, "kept lease %s answered TTL 0 to a keep-alive %.1fs after the grants"
               % (le.name, (le.lost or 0) - t_grants))

@@ -15,10 +15,14 @@ etcd, single member each, same flags, run one after the other in one sitting.
 The watchers are held by a small C program (compiled here from the source
 below with libnghttp2): one h2c connection, gRPC framing by hand, and a
 scan of each WatchResponse's top-level fields that counts the events
-without decoding them, so that the consumer is not the bottleneck (a
-Python gRPC consumer tops out around 10^5 messages/s, far below 5,000
-puts x 1,000 watchers).  Its CPU time is reported too: if it used most of
+without decoding them, so that the consumer is not the bottleneck (5,000
+puts/s to 1,000 watchers is 5 million events/s, far beyond what a Python
+gRPC consumer decodes).  Its CPU share is reported too: if it used most of
 a core, the figure is the consumer's limit, not the server's.
+
+The machine is shared by whatever else runs: the load average is printed
+before and after each server's runs, and the figures are only worth
+comparing within one sitting.
 
 Usage: tools/bench/watch-compare.py [--raftkv BIN] [--etcd BIN]
            [--rate 5000] [--seconds 10] [--value-size 100]
@@ -369,6 +373,7 @@ class Server:
             if self.ctl("get", "x").returncode == 0:
                 return self
             time.sleep(0.1)
+        self.stop()
         raise SystemExit("%s did not start (log in %s)" % (self.name, self.logf.name))
 
     def ctl(self, *args):
@@ -555,13 +560,18 @@ def main():
         print()
         print("1,000 watchers (10 streams x 100, same prefix), puts of a %d-byte value at %d/s for %d s"
               % (args.value_size, args.rate, args.seconds))
-        print("%-7s %8s %10s %10s %12s %12s %8s %9s" % ("server", "puts/s", "events", "delivered",
-                                                        "ev/s (load)", "ev/s (all)", "drain s",
-                                                        "cons.cpu"))
+        print("%-7s %8s %10s %10s %12s %12s %8s %7s %9s"
+              % ("server", "puts/s", "events", "delivered", "ev/s (load)", "ev/s (all)", "drain s",
+                 "ev/msg", "cons.cpu"))
         for name, f, _ in results:
-            print("%-7s %8.0f %10d %10d %12.0f %12.0f %8.1f %8.0f%%"
+            print("%-7s %8.0f %10d %10d %12.0f %12.0f %8.1f %7.1f %8.0f%%"
                   % (name, f["puts/s"], f["events want"], f["events got"], f["ev/s load"],
-                     f["ev/s overall"], f["drain s"], 100 * f["consumer cpu"]))
+                     f["ev/s overall"], f["drain s"], f["events got"] / max(1, f["msgs"]),
+                     100 * f["consumer cpu"]))
+        print("puts/s: applied puts over h2load's run; ev/s (load): events received while h2load "
+              "ran;\nev/s (all): all events over the time until the last one arrived; drain s: "
+              "delivery time after\nthe last put; ev/msg: events per WatchResponse; cons.cpu: "
+              "the consumer's CPU share.")
         for name, f, _ in results:
             if f["canceled"] or f["errors"] or f["events got"] != f["events want"]:
                 print("%s: %d canceled, consumer messages: %s" % (name, f["canceled"], f["errors"]))
