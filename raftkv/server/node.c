@@ -62,8 +62,13 @@
  * and since a snapshot costs about the state size (encoded on the loop),
  * that cost stays at most about one byte per byte written. */
 #define NODE_LOG_BYTES_MIN (64ull << 20)
-/* etcd keeps 5000 entries after a snapshot for slow followers. */
-#define NODE_SNAPSHOT_TRAILING_MAX 5000u
+/* Entries kept behind a snapshot, so that followers lagging by less catch
+ * up from the log instead of an InstallSnapshot.  Fixed, whatever
+ * --snapshot-count says: libraft 0.22.1 dereferences NULL (takeSnapshotCb)
+ * when an install lands while the follower takes its own snapshot, and a
+ * restarted follower behind a short trailing window did exactly that in our
+ * leader-kill tests.  etcd keeps 5000 entries for catch-up too. */
+#define NODE_SNAPSHOT_TRAILING 5000u
 
 #define NODE_ADDR_MAX 300
 #define NODE_DRAIN_POLL_MS 5
@@ -895,17 +900,6 @@ void node_note_snapshot(struct node *n, size_t image_bytes)
 	}
 }
 
-static unsigned node_snapshot_trailing(unsigned threshold)
-{
-	/* Followers that lag by less than this catch up from the log instead of
-	 * an InstallSnapshot, which is rare then (and avoids libraft's known
-	 * NULL dereference when one lands during a snapshot). */
-	unsigned t = threshold / 2;
-	if (t < 1)
-		t = 1;
-	return t > NODE_SNAPSHOT_TRAILING_MAX ? NODE_SNAPSHOT_TRAILING_MAX : t;
-}
-
 int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 {
 	const struct config *cfg = srv->cfg;
@@ -1000,7 +994,7 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 	threshold = node_snapshot_threshold(cfg);
 	im->threshold = threshold;
 	raft_set_snapshot_threshold(&n->raft, threshold);
-	raft_set_snapshot_trailing(&n->raft, node_snapshot_trailing(threshold));
+	raft_set_snapshot_trailing(&n->raft, NODE_SNAPSHOT_TRAILING);
 
 	uv_timer_init(srv->loop, &n->tick);
 	uv_timer_init(srv->loop, &im->close_timer);
