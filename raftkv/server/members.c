@@ -327,80 +327,62 @@ static Etcdserverpb__ResponseHeader *members_header(struct arena *a)
 	return h;
 }
 
-/* The response of a command: header (empty) and the members after it. */
+/* The response of a command: header (empty) and the members after it.
+ * The five response messages differ only in type (and Add's `member`), so
+ * one descriptor-driven body fills them all. */
+static const ProtobufCMessageDescriptor *members_reply_descriptor(uint8_t type)
+{
+	switch (type) {
+	case CMD_MEMBER_ADD:
+		return &etcdserverpb__member_add_response__descriptor;
+	case CMD_MEMBER_REMOVE:
+		return &etcdserverpb__member_remove_response__descriptor;
+	case CMD_MEMBER_UPDATE:
+		return &etcdserverpb__member_update_response__descriptor;
+	case CMD_MEMBER_PROMOTE:
+		return &etcdserverpb__member_promote_response__descriptor;
+	default:
+		return &etcdserverpb__member_list_response__descriptor;
+	}
+}
+
+/* Where a field of message m lives (fields looked up by their proto name). */
+static void *members_field(ProtobufCMessage *m, const char *name, size_t **count)
+{
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+	if (count)
+		*count = (size_t *)((char *)m + f->quantifier_offset);
+	return (char *)m + f->offset;
+}
+
 static int members_reply(const struct members *t, const struct cmd *c, uint64_t id,
 			 struct arena *a, const ProtobufCMessage **out)
 {
+	const ProtobufCMessageDescriptor *d = members_reply_descriptor(c->type);
 	Etcdserverpb__ResponseHeader *h = members_header(a);
 	Etcdserverpb__Member **list;
-	size_t n, i;
+	ProtobufCMessage *r;
+	size_t n, i, *count;
 	int rv;
 
 	if (!h)
 		return -KV_ENOMEM;
 	if ((rv = members_to_pb(t, a, &list, &n)))
 		return rv;
-	switch (c->type) {
-	case CMD_MEMBER_ADD: {
-		Etcdserverpb__MemberAddResponse *r = arena_alloc(a, sizeof(*r));
-		if (!r)
-			return -KV_ENOMEM;
-		etcdserverpb__member_add_response__init(r);
-		r->header = h;
-		r->members = list;
-		r->n_members = n;
-		/* etcd answers the new member with its id and peer URLs only. */
+	if (!(r = arena_alloc(a, d->sizeof_message)))
+		return -KV_ENOMEM;
+	protobuf_c_message_init(d, r);
+	*(Etcdserverpb__ResponseHeader **)members_field(r, "header", NULL) = h;
+	*(Etcdserverpb__Member ***)members_field(r, "members", &count) = list;
+	*count = n;
+	/* etcd answers the new member with its id and peer URLs only. */
+	if (c->type == CMD_MEMBER_ADD)
 		for (i = 0; i < n; i++)
 			if (list[i]->id == id)
-				r->member = list[i];
-		*out = &r->base;
-		return 0;
-	}
-	case CMD_MEMBER_REMOVE: {
-		Etcdserverpb__MemberRemoveResponse *r = arena_alloc(a, sizeof(*r));
-		if (!r)
-			return -KV_ENOMEM;
-		etcdserverpb__member_remove_response__init(r);
-		r->header = h;
-		r->members = list;
-		r->n_members = n;
-		*out = &r->base;
-		return 0;
-	}
-	case CMD_MEMBER_UPDATE: {
-		Etcdserverpb__MemberUpdateResponse *r = arena_alloc(a, sizeof(*r));
-		if (!r)
-			return -KV_ENOMEM;
-		etcdserverpb__member_update_response__init(r);
-		r->header = h;
-		r->members = list;
-		r->n_members = n;
-		*out = &r->base;
-		return 0;
-	}
-	case CMD_MEMBER_PROMOTE: {
-		Etcdserverpb__MemberPromoteResponse *r = arena_alloc(a, sizeof(*r));
-		if (!r)
-			return -KV_ENOMEM;
-		etcdserverpb__member_promote_response__init(r);
-		r->header = h;
-		r->members = list;
-		r->n_members = n;
-		*out = &r->base;
-		return 0;
-	}
-	default: {
-		Etcdserverpb__MemberListResponse *r = arena_alloc(a, sizeof(*r));
-		if (!r)
-			return -KV_ENOMEM;
-		etcdserverpb__member_list_response__init(r);
-		r->header = h;
-		r->members = list;
-		r->n_members = n;
-		*out = &r->base;
-		return 0;
-	}
-	}
+				*(Etcdserverpb__Member **)members_field(r, "member", NULL) = list[i];
+	*out = r;
+	return 0;
 }
 
 /* --- apply ------------------------------------------------------------------ */
