@@ -59,6 +59,7 @@
 #include "server/kvs.h"
 #include "server/lease.h"
 #include "server/members.h"
+#include "server/metrics.h"
 #include "server/mvcc.h"
 #include "server/node.h"
 #include "server/prop.h"
@@ -160,6 +161,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		Etcdserverpb__PutRequest *r =
 			etcdserverpb__put_request__unpack(pa, c->len, c->payload);
 		err = r ? kvs_put(&srv->kvs, r, &a, &resp.put) : -KV_EMALFORMED;
+		metrics.mvcc_put += !err;
 		out = &resp.put.base;
 		break;
 	}
@@ -167,6 +169,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		Etcdserverpb__DeleteRangeRequest *r =
 			etcdserverpb__delete_range_request__unpack(pa, c->len, c->payload);
 		err = r ? kvs_delete_range(&srv->kvs, r, &a, &resp.del) : -KV_EMALFORMED;
+		metrics.mvcc_delete += !err;
 		out = &resp.del.base;
 		break;
 	}
@@ -177,6 +180,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 				? etcdserverpb__txn_request__unpack(pa, c->len, c->payload)
 				: NULL;
 		err = r ? kvs_txn(&srv->kvs, r, &a, &resp.txn) : -KV_EMALFORMED;
+		metrics.mvcc_txn += !err;
 		out = &resp.txn.base;
 		break;
 	}
@@ -198,6 +202,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 			 ? -KV_EINTERNAL
 			 : lease_apply_grant(srv->leases, r, c->origin, st->applied_index,
 					     uv_hrtime() / 1000, mvcc_rev(srv->mvcc), &a, &resp.grant);
+		metrics.lease_granted += !err;
 		out = &resp.grant.base;
 		break;
 	}
@@ -207,6 +212,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		err = !r ? -KV_EMALFORMED
 			 : !srv->leases ? -KV_EINTERNAL
 					: lease_apply_revoke(srv->leases, srv->mvcc, r, &a, &resp.revoke);
+		metrics.lease_revoked += !err;
 		out = &resp.revoke.base;
 		break;
 	}
@@ -428,6 +434,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	*bufs = b;
 	*n_bufs = 1;
 	node_note_snapshot(&srv->node, (size_t)raw_len);
+	metrics.snapshots_saved++;
 	LOGI("snapshot at index %" PRIu64 " (revision %" PRId64 ", %" PRIu64 " keys): "
 	     "%" PRIu64 " bytes, %zu compressed; encode + lz4 %.1f ms on the loop",
 	     (uint64_t)raft_last_applied(&srv->node.raft), mvcc_rev(srv->mvcc),
@@ -656,6 +663,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	members_close(&srv->members);
 	srv->members = members;
 	node_note_snapshot(&srv->node, raw_len);
+	if (srv->node.started)
+		metrics.snapshots_applied++; /* from the leader, not at start-up */
 	LOGI("restored the store from a raft snapshot: revision %" PRId64 ", %" PRIu64
 	     " keys, %" PRIu64 " leases, %zu alarms, %zu bytes (%" PRIu64
 	     " uncompressed) in %.1f ms",

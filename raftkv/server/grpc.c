@@ -33,6 +33,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "server/config.h"
+#include "server/metrics.h"
 #include "server/rpc.h"
 #include "server/server.h"
 
@@ -437,6 +438,8 @@ static int grpc_call_end(struct rpc_call *call, enum grpc_code code, const char 
 	call->finished = true;
 	if (by_transport)
 		call->gone = true;
+	if (call->method)
+		metrics_grpc_handled(rpc_method_index(call->method), code);
 	grpc_timer_stop(call);
 	grpc_call_drop_input(call);
 	if (by_transport)
@@ -538,6 +541,9 @@ static int grpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 		call->out_head = o;
 	call->out_tail = o;
 	call->out_bytes += o->len;
+	metrics.grpc_sent_bytes += size;
+	if (call->method)
+		metrics_grpc_msg_sent(rpc_method_index(call->method));
 	return grpc_call_kick(call);
 }
 
@@ -585,6 +591,8 @@ static void grpc_call_deliver(struct rpc_call *call, const uint8_t *msg, size_t 
 {
 	if (!grpc_streaming_in(call))
 		call->delivered = true;
+	metrics.grpc_received_bytes += len;
+	metrics_grpc_msg_received(rpc_method_index(call->method));
 	rpc_call_hold(call);
 	call->method->on_message(call, msg ? msg : grpc_empty, len);
 	rpc_call_release(call);
@@ -771,8 +779,10 @@ static int grpc_call_route(struct rpc_call *call, const uint8_t *path, size_t le
 	bool known = false;
 
 	call->method = rpc_method_find((const char *)path, len, &known);
-	if (call->method)
+	if (call->method) {
+		metrics_grpc_started(rpc_method_index(call->method), call->method->kind != RPC_UNARY);
 		return 0;
+	}
 	if (smlen > 0 && sm[0] == '/') {
 		sm++;
 		smlen--;

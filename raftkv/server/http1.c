@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "server/config.h"
 #include "server/gw.h"
+#include "server/metrics.h"
 #include "server/server.h"
 #include "server/svc.h"
 
@@ -43,11 +44,13 @@ struct http1_conn {
 static void http1_not_found(struct http1_req *req);
 static void http1_health(struct http1_req *req);
 static void http1_version(struct http1_req *req);
+static void http1_metrics(struct http1_req *req);
 
-/* Exact paths as Go's ServeMux patterns; /metrics will add its own. */
+/* Exact paths as Go's ServeMux patterns. */
 static const struct http1_route http1_routes[] = {
 	{"/health", false, http1_health},
 	{"/version", false, http1_version},
+	{"/metrics", false, http1_metrics},
 	{"/v3/", true, gw_handle},
 	{"/v3beta/", true, gw_handle},
 };
@@ -373,10 +376,28 @@ static void http1_health(struct http1_req *req)
 		http1_error(req, 405, "Method Not Allowed", "Allow: GET\r\n");
 		return;
 	}
-	if (svc_health(req->srv))
+	if (svc_health(req->srv)) {
+		metrics.health_success++;
 		http1_respond_go(req, 200, "text/plain; charset=utf-8", true, NULL, ok, sizeof(ok) - 1);
-	else
+	} else {
+		metrics.health_failures++;
 		http1_error(req, 503, "{\"health\":\"false\"}", NULL);
+	}
+}
+
+/* promhttp answers every method, uncompressed unless asked: we never
+ * compress, which Prometheus accepts. */
+static void http1_metrics(struct http1_req *req)
+{
+	char *text;
+	size_t len;
+
+	if (metrics_render(req->srv, &text, &len)) {
+		http1_error(req, 500, "out of memory", NULL);
+		return;
+	}
+	http1_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
+	free(text);
 }
 
 static void http1_version(struct http1_req *req)

@@ -35,9 +35,11 @@
 #include "server/fsm.h"
 #include "server/kvs.h"
 #include "server/listener.h"
+#include "server/metrics.h"
 #include "server/mvcc.h"
 #include "server/node.h"
 #include "server/prop.h"
+#include "server/rpc.h"
 #include "server/server.h"
 #include "server/svc.h"
 #include "server/watch.h"
@@ -270,6 +272,9 @@ static int main_start(void)
 	if (rv)
 		return main_fail("listening for clients", rv);
 
+	rv = metrics_init(rpc_method_count());
+	if (rv)
+		return main_fail("setting up metrics", rv);
 	srv->mvcc = mvcc_new();
 	if (!srv->mvcc)
 		return main_fail("creating the store", -KV_ENOMEM);

@@ -39,6 +39,7 @@
 #include "lib/log.h"
 #include "server/config.h"
 #include "server/members.h"
+#include "server/metrics.h"
 #include "server/server.h"
 
 /* The identity file: our ids, written once per start (boot counter). */
@@ -847,6 +848,8 @@ static void node_tick_cb(uv_timer_t *t)
 	else if (st != RAFT_LEADER && leader != n->leader_id)
 		LOGI("raft: %016" PRIx64 " (%s) lost leader %016" PRIx64 " at term %" PRIu64,
 		     n->srv->member_id, node_state_name(st), n->leader_id, term);
+	if (leader && leader != n->leader_id)
+		metrics.leader_changes++;
 	n->leader_id = leader;
 	im->last_state = st;
 	im->last_term = term;

@@ -39,6 +39,7 @@
 
 #include "lib/err.h"
 #include "lib/log.h"
+#include "server/metrics.h"
 #include "server/node.h"
 #include "server/server.h"
 
@@ -108,6 +109,13 @@ static void prop_wake(struct prop *p)
 
 /* --- the ring of waiting writes ------------------------------------------ */
 
+uint64_t prop_pending(const struct prop *p)
+{
+	const struct prop_impl *im = prop_impl(p);
+
+	return im ? p->next_seq - im->head_seq : 0;
+}
+
 static int prop_ring_reserve(struct prop *p)
 {
 	struct prop_impl *im = prop_impl(p);
@@ -174,9 +182,11 @@ static void prop_entry_done(void *arg, int err)
 		/* On success the fsm completed our commands already; any left
 		 * were dropped by it (a malformed entry): never leave a call
 		 * hanging. */
-		if (err)
+		if (err) {
 			LOGD("entry of %llu command(s) failed: %s",
 			     (unsigned long long)(e->end - e->first), kv_err_name(err));
+			metrics.proposals_failed += e->end - e->first;
+		}
 		prop_fail_range(p, e->first, e->end, err ? err : -KV_EINTERNAL);
 	}
 	free(e);
@@ -291,6 +301,8 @@ static void prop_barrier_done(void *arg, int err)
 	if (!p)
 		return;
 	prop_impl(p)->inflight = NULL;
+	if (err)
+		metrics.read_indexes_failed++;
 	/* Reads that queued meanwhile get the next barrier. */
 	if (prop_impl(p)->rq_head)
 		prop_wake(p);

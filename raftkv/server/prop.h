@@ -51,6 +51,8 @@ int prop_read(struct prop *p, prop_read_cb cb, void *arg);
 
 /* Called by the fsm for each applied command of this member. */
 void prop_complete(struct prop *p, uint64_t seq, int err, const ProtobufCMessage *resp);
+/* Writes waiting for their entry to be applied. */
+uint64_t prop_pending(const struct prop *p);
 /* Fail everything waiting (shutdown): err for every callback. */
 void prop_fail_all(struct prop *p, int err);
 

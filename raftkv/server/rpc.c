@@ -74,6 +74,21 @@ const struct rpc_method *rpc_method_find(const char *path, size_t len, bool *ser
 	return NULL;
 }
 
+size_t rpc_method_count(void)
+{
+	return sizeof(rpc_methods) / sizeof(rpc_methods[0]);
+}
+
+const struct rpc_method *rpc_method_at(size_t i)
+{
+	return i < rpc_method_count() ? &rpc_methods[i] : NULL;
+}
+
+size_t rpc_method_index(const struct rpc_method *m)
+{
+	return (size_t)(m - rpc_methods);
+}
+
 /* --- calls: dispatch to the call's transport (see rpc.h) ------------------ */
 
 static const struct rpc_call_ops *rpc_ops(const struct rpc_call *call)

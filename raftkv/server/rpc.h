@@ -49,6 +49,10 @@ struct rpc_method {
 /* The service table (rpc.c): NULL when the path names no method we serve.
  * *service_known tells UNIMPLEMENTED "unknown method" from "unknown service". */
 const struct rpc_method *rpc_method_find(const char *path, size_t len, bool *service_known);
+/* The table by position, for per-method counters (metrics.c). */
+size_t rpc_method_count(void);
+const struct rpc_method *rpc_method_at(size_t i);
+size_t rpc_method_index(const struct rpc_method *m);
 
 /* --- calls: the services' side ------------------------------------------
  * Two transports make calls: grpc.c (gRPC over HTTP/2) and gw.c (etcd's

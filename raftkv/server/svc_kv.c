@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "server/forward.h"
 #include "server/kvs.h"
+#include "server/metrics.h"
 #include "server/node.h"
 #include "server/prop.h"
 #include "server/server.h"
@@ -249,6 +250,7 @@ void svc_kv_range(struct rpc_call *call, const uint8_t *msg, size_t len)
 		svc_read_free(r);
 		return;
 	}
+	metrics.mvcc_range++;
 	svc_read_start(call, r, req->serializable);
 }
 

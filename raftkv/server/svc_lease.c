@@ -40,6 +40,7 @@
 #include "server/config.h"
 #include "server/forward.h"
 #include "server/lease.h"
+#include "server/metrics.h"
 #include "server/mvcc.h"
 #include "server/node.h"
 #include "server/prop.h"
@@ -122,6 +123,7 @@ static void svc_lease_tick(uv_timer_t *h)
 	svc_lease_sync(s);
 	while (n < SVC_LEASE_REVOKES_PER_TICK && lease_table_next_expired(s->leases, now, &id)) {
 		n++;
+		metrics.lease_expired++;
 		rv = svc_lease_propose_revoke(s, id);
 		LOGD("lease %016" PRIx64 " expired: %s", (uint64_t)id,
 		     rv ? kv_err_name(rv) : "revoke proposed");
@@ -251,6 +253,7 @@ static int svc_lease_renew(struct server *s, int64_t id, int64_t *ttl)
 
 	svc_lease_sync(s);
 	rv = lease_table_renew(s->leases, id, svc_lease_now(s), ttl);
+	metrics.lease_renewed += rv == 0;
 	if (rv == -KV_ENOTLEADER)
 		rv = -KV_ENOLEADER;
 	return rv;
