@@ -37,7 +37,7 @@ as_root() {
 # libraft 0.22.1 comes from bookworm-backports: bookworm's own 0.15.0 has a
 # Raft safety bug (see configure.ac).
 BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev liblz4-dev
-	libssl-dev libjansson-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
+	libmd-dev libjansson-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	libbsd-dev libcmocka-dev"
 TEST_PKGS="etcd-server etcd-client python3 python3-etcd3 python3-etcd3gw curl"
 RAFT_MIN=0.22.1

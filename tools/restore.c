@@ -57,7 +57,7 @@
 #include <dirent.h>
 
 #include <lz4frame.h>
-#include <openssl/evp.h>
+#include <sha2.h>
 #include <raft.h>
 #include <uv.h>
 
@@ -172,8 +172,8 @@ static void restore_hex(const uint8_t *b, size_t n, char *out)
 /* The SHA-256 trailer, as etcd's snapshot restore checks it. */
 static int restore_check_hash(struct restore *r)
 {
-	uint8_t md[EVP_MAX_MD_SIZE];
-	unsigned md_len = 0;
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	SHA2_CTX ctx;
 	char want[2 * RESTORE_SHA_LEN + 1], got[2 * RESTORE_SHA_LEN + 1];
 	bool has_hash = r->len % RESTORE_ALIGN == RESTORE_SHA_LEN;
 
@@ -191,11 +191,9 @@ static int restore_check_hash(struct restore *r)
 	r->len -= RESTORE_SHA_LEN;
 	if (r->skip_hash_check)
 		return 0;
-	if (!EVP_Digest(r->data, r->len, md, &md_len, EVP_sha256(), NULL) ||
-	    md_len != RESTORE_SHA_LEN) {
-		fprintf(stderr, "raftkv-restore: cannot compute SHA-256\n");
-		return -1;
-	}
+	SHA256Init(&ctx);
+	SHA256Update(&ctx, r->data, r->len);
+	SHA256Final(md, &ctx);
 	if (memcmp(md, r->data + r->len, RESTORE_SHA_LEN) != 0) {
 		restore_hex(r->data + r->len, RESTORE_SHA_LEN, want);
 		restore_hex(md, RESTORE_SHA_LEN, got);

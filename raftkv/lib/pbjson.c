@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/evp.h>
+#include <resolv.h> /* glibc's b64_ntop/b64_pton (libresolv) */
 
 #include "lib/arena.h"
 #include "lib/err.h"
@@ -245,12 +245,13 @@ static int buf_base64(struct pbjson_buf *b, const uint8_t *p, size_t n)
 	if (n > (SIZE_MAX / 4 - 2) * 3)
 		return -KV_ENOMEM;
 	out = (n + 2) / 3 * 4;
-	if (buf_reserve(b, out + 2))
+	if (buf_reserve(b, out + 3))
 		return -KV_ENOMEM;
 	b->data[b->len++] = '"';
 	while (n > 0) {
 		size_t take = n > PBJSON_B64_SLICE ? PBJSON_B64_SLICE : n;
-		int w = EVP_EncodeBlock((unsigned char *)b->data + b->len, p, (int)take);
+		/* room for the slice's text and b64_ntop's NUL */
+		int w = b64_ntop(p, take, b->data + b->len, (take + 2) / 3 * 4 + 1);
 		if (w < 0)
 			return -KV_EINTERNAL;
 		b->len += (size_t)w;
@@ -1268,7 +1269,7 @@ done:
 static int dec_bytes_b64(struct dec *d, const char *s, size_t n, ProtobufCBinaryData *out)
 {
 	char *clean;
-	size_t clen = 0, bad = 0, off, w = 0, pad = 0;
+	size_t clen = 0, bad = 0, off, w = 0;
 	uint8_t *data;
 
 	if (n == 0) {
@@ -1276,7 +1277,7 @@ static int dec_bytes_b64(struct dec *d, const char *s, size_t n, ProtobufCBinary
 		out->data = NULL;
 		return 0;
 	}
-	clean = arena_alloc(&d->tmp, n);
+	clean = arena_alloc(&d->tmp, n + 1);
 	if (!clean)
 		return -KV_ENOMEM;
 	if (b64_check(s, n, clean, &clen, &bad))
@@ -1289,21 +1290,24 @@ static int dec_bytes_b64(struct dec *d, const char *s, size_t n, ProtobufCBinary
 	data = dec_alloc(d, clen / 4 * 3);
 	if (!data)
 		return -KV_ENOMEM;
+	/* b64_pton reads NUL-terminated text: each slice (whole 4-character
+	 * groups, so only the last may hold padding) is ended in place. */
 	for (off = 0; off < clen; off += PBJSON_B64_SLICE) {
 		size_t take = clen - off > PBJSON_B64_SLICE ? PBJSON_B64_SLICE : clen - off;
-		int got = EVP_DecodeBlock(data + w, (const unsigned char *)clean + off, (int)take);
+		char saved = clean[off + take];
+		int got;
+
+		clean[off + take] = '\0';
+		got = b64_pton(clean + off, data + w, clen / 4 * 3 - w);
+		clean[off + take] = saved;
 		if (got < 0) {
 			d->alloc->free(d->alloc->allocator_data, data);
 			return dec_fail(d, "illegal base64 data at input byte %zu", off);
 		}
 		w += (size_t)got;
 	}
-	if (clean[clen - 1] == '=')
-		pad++;
-	if (clean[clen - 2] == '=')
-		pad++;
 	out->data = data;
-	out->len = w - pad;
+	out->len = w;
 	return 0;
 }
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <sha1.h>
 
 #include "lib/err.h"
 
@@ -67,32 +67,24 @@ static int members_cmp_str(const void *a, const void *b)
 
 uint64_t members_id(char *const *urls, size_t n, const char *token)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_MD_CTX *ctx;
+	uint8_t md[SHA1_DIGEST_LENGTH];
+	SHA1_CTX ctx;
 	char **sorted;
 	uint64_t id = 0;
 	size_t i;
-	int ok;
 
 	sorted = malloc(sizeof(*sorted) * (n ? n : 1));
-	ctx = EVP_MD_CTX_new();
-	if (!sorted || !ctx)
-		goto out;
+	if (!sorted)
+		return 0;
 	memcpy(sorted, urls, sizeof(*sorted) * n);
 	qsort(sorted, n, sizeof(*sorted), members_cmp_str);
-	ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL);
-	for (i = 0; ok && i < n; i++)
-		ok = EVP_DigestUpdate(ctx, sorted[i], strlen(sorted[i]));
-	if (ok)
-		ok = EVP_DigestUpdate(ctx, token, strlen(token));
-	if (ok)
-		ok = EVP_DigestFinal_ex(ctx, md, &mdlen);
-	if (ok && mdlen >= 8)
-		for (i = 0; i < 8; i++)
-			id = (id << 8) | md[i];
-out:
-	EVP_MD_CTX_free(ctx);
+	SHA1Init(&ctx);
+	for (i = 0; i < n; i++)
+		SHA1Update(&ctx, (const uint8_t *)sorted[i], strlen(sorted[i]));
+	SHA1Update(&ctx, (const uint8_t *)token, strlen(token));
+	SHA1Final(md, &ctx);
+	for (i = 0; i < 8; i++)
+		id = (id << 8) | md[i];
 	free(sorted);
 	return id;
 }

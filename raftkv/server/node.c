@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include <sha1.h>
 
 #include "lib/err.h"
 #include "lib/log.h"
@@ -159,12 +159,14 @@ static struct node_impl *node_impl(const struct node *n)
 
 static uint64_t node_sha1_u64(const void *data, size_t len)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	uint8_t md[SHA1_DIGEST_LENGTH];
+	SHA1_CTX ctx;
 	uint64_t v = 0;
 	int i;
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL) || mdlen < 8)
-		return 0;
+
+	SHA1Init(&ctx);
+	SHA1Update(&ctx, data, len);
+	SHA1Final(md, &ctx);
 	for (i = 0; i < 8; i++)
 		v = (v << 8) | md[i];
 	return v;

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <sha2.h>
 #include <raft.h>
 
 #include "lib/arena.h"
@@ -45,7 +45,6 @@
 #define SVC_SNAP_WAIT_MS 5
 /* etcd's hasChecksum: a file of size 32 mod 512 carries the SHA-256. */
 #define SVC_SNAP_ALIGN 512u
-#define SVC_SNAP_SHA_LEN 32u
 
 static Etcdserverpb__ResponseHeader *svc_header_new(struct server *s, struct arena *a)
 {
@@ -262,7 +261,7 @@ struct svc_snap {
 	struct server *srv;
 	uint8_t *img; /* fsm_image (raft_malloc), zero-padded to SVC_SNAP_ALIGN */
 	size_t len, off;
-	EVP_MD_CTX *sha;
+	SHA2_CTX sha;
 	uv_timer_t timer;
 	uint64_t t0;
 };
@@ -271,7 +270,6 @@ static void svc_snap_closed(uv_handle_t *h)
 {
 	struct svc_snap *ss = h->data;
 	raft_free(ss->img);
-	EVP_MD_CTX_free(ss->sha);
 	rpc_call_release(ss->call);
 	free(ss);
 }
@@ -296,8 +294,7 @@ static void svc_snap_pump_cb(uv_timer_t *t);
 /* Sends what the transport has room for, then waits for the next turn. */
 static void svc_snap_pump(struct svc_snap *ss)
 {
-	uint8_t sha[EVP_MAX_MD_SIZE];
-	unsigned sha_len = 0;
+	uint8_t sha[SHA256_DIGEST_LENGTH];
 	size_t n;
 	int i, rv;
 
@@ -311,11 +308,8 @@ static void svc_snap_pump(struct svc_snap *ss)
 			return;
 		}
 		if (ss->off == ss->len) {
-			if (!EVP_DigestFinal_ex(ss->sha, sha, &sha_len) || sha_len != SVC_SNAP_SHA_LEN) {
-				svc_snap_end(ss, -KV_EINTERNAL);
-				return;
-			}
-			rv = svc_snap_send(ss, sha, sha_len, 0);
+			SHA256Final(sha, &ss->sha);
+			rv = svc_snap_send(ss, sha, sizeof(sha), 0);
 			LOGI("snapshot: sent %zu bytes + sha256 in %.1f ms", ss->len,
 			     (double)(uv_hrtime() - ss->t0) / 1e6);
 			svc_snap_end(ss, rv);
@@ -324,10 +318,7 @@ static void svc_snap_pump(struct svc_snap *ss)
 		n = ss->len - ss->off;
 		if (n > SVC_SNAP_CHUNK)
 			n = SVC_SNAP_CHUNK;
-		if (!EVP_DigestUpdate(ss->sha, ss->img + ss->off, n)) {
-			svc_snap_end(ss, -KV_EINTERNAL);
-			return;
-		}
+		SHA256Update(&ss->sha, ss->img + ss->off, n);
 		rv = svc_snap_send(ss, ss->img + ss->off, n, ss->len - ss->off - n);
 		if (rv) {
 			svc_snap_end(ss, rv);
@@ -373,15 +364,14 @@ void svc_maint_snapshot(struct rpc_call *call, const uint8_t *msg, size_t len)
 	}
 	padded = (ilen + SVC_SNAP_ALIGN - 1) / SVC_SNAP_ALIGN * SVC_SNAP_ALIGN;
 	grown = raft_realloc(img, padded);
-	ss->sha = EVP_MD_CTX_new();
-	if (!grown || !ss->sha || !EVP_DigestInit_ex(ss->sha, EVP_sha256(), NULL)) {
-		raft_free(grown ? grown : img);
-		EVP_MD_CTX_free(ss->sha);
+	if (!grown) {
+		raft_free(img);
 		free(ss);
 		rpc_call_finish(call, -KV_ENOMEM);
 		return;
 	}
 	memset(grown + ilen, 0, padded - ilen);
+	SHA256Init(&ss->sha);
 	ss->img = grown;
 	ss->len = padded;
 	ss->call = call;
