@@ -487,34 +487,26 @@ int node_identity(const struct config *cfg, uint64_t *cluster_id, uint64_t *memb
 		return 0;
 	}
 
-	/* The data dir decides who we are; the flags must not contradict it. A
-	 * joining member's flags say nothing about the cluster id. */
-	if (cfg->initial_cluster_new) {
-		rv = node_identity_from_flags(cfg, &cid, &mid);
-		if (rv)
-			return rv;
-		if (cid != f.cluster_id || mid != f.member_id) {
-			LOGE("data dir %s belongs to cluster %016" PRIx64 " as member %016" PRIx64
-			     " (name \"%s\", token \"%s\"), but --name/--initial-cluster/"
-			     "--initial-cluster-token give cluster %016" PRIx64
-			     " member %016" PRIx64 "; refusing to start: use the flags "
-			     "this data dir was created with, or another --data-dir",
-			     cfg->data_dir, f.cluster_id, f.member_id, f.name, f.token, cid, mid);
-			return -KV_EINVAL;
-		}
-	} else {
-		rv = node_identity_from_flags(cfg, &cid, &mid);
-		if (rv)
-			return rv;
-		if (mid != f.member_id) {
-			LOGE("data dir %s belongs to member %016" PRIx64 " (name \"%s\", token "
-			     "\"%s\"), but --name/--initial-cluster/--initial-cluster-token give "
-			     "member %016" PRIx64 "; refusing to start: use the flags this data dir "
-			     "was created with, or another --data-dir",
-			     cfg->data_dir, f.member_id, f.name, f.token, mid);
-			return -KV_EINVAL;
-		}
+	/* The data dir decides who we are.  Our own id (peer URLs + token) must
+	 * match it: another token or other URLs mean a data dir of another
+	 * cluster or member.  The rest of --initial-cluster may differ, as
+	 * etcd ignores it on restart: operators list the members added since
+	 * the bootstrap, which changes the cluster id the flags would give. */
+	rv = node_identity_from_flags(cfg, &cid, &mid);
+	if (rv)
+		return rv;
+	if (mid != f.member_id) {
+		LOGE("data dir %s belongs to member %016" PRIx64 " of cluster %016" PRIx64
+		     " (name \"%s\", token \"%s\"), but --name/--initial-cluster/"
+		     "--initial-cluster-token give member %016" PRIx64 "; refusing to start: use "
+		     "the flags this data dir was created with, or another --data-dir",
+		     cfg->data_dir, f.member_id, f.cluster_id, f.name, f.token, mid);
+		return -KV_EINVAL;
 	}
+	if (cfg->initial_cluster_new && cid != f.cluster_id)
+		LOGW("--initial-cluster differs from the one that bootstrapped cluster %016" PRIx64
+		     " (members added or removed since?): ignored, the data dir's membership holds",
+		     f.cluster_id);
 	*cluster_id = f.cluster_id;
 	*member_id = f.member_id;
 	return 0;

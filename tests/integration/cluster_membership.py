@@ -449,6 +449,18 @@ def main(t):
     for m in live:
         expect_rows(m, want)
 
+    # ---- a restart whose --initial-cluster lists today's members (not the
+    # bootstrap's), as an operator's updated unit file would: the data dir
+    # decides, the member starts and serves
+    boot.stop()
+    boot.initial_cluster = ",".join("%s=%s" % (m.name, m.peer_url) for m in live)
+    boot.start()
+    wait_started(live, sorted(want), 60)
+    wait_until(lambda: boot.ctl("put", "updated-flags", "ok", check_rc=False).returncode == 0, 30,
+               "a write through %s after a restart with today's --initial-cluster" % boot.name,
+               interval=0.3)
+    boot.initial_cluster = None
+
     # ---- a data dir of another cluster is refused (raftkv only: etcd
     # ignores --initial-cluster* once its data dir exists)
     if not IS_ETCD:

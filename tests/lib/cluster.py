@@ -140,6 +140,7 @@ class Member:
         self.log_path = os.path.join(cl.workdir, "%s.log" % name)
         self.proc = None
         self.starts = 0
+        self.initial_cluster = None  # --initial-cluster if not the cluster's
 
     @property
     def endpoint(self):
@@ -161,7 +162,7 @@ class Member:
                 "--advertise-client-urls", self.client_url,
                 "--listen-peer-urls", self.peer_url,
                 "--initial-advertise-peer-urls", self.peer_url,
-                "--initial-cluster", self.cl.initial_cluster(),
+                "--initial-cluster", self.initial_cluster or self.cl.initial_cluster(),
                 "--initial-cluster-state", state,
                 "--initial-cluster-token", self.cl.token] + list(self.cl.extra_args)
 
