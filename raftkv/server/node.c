@@ -40,6 +40,7 @@
 #include "server/config.h"
 #include "server/members.h"
 #include "server/metrics.h"
+#include "server/node_guard.h"
 #include "server/server.h"
 
 /* The identity file: our ids, written once per start (boot counter). */
@@ -62,14 +63,17 @@
  * last store image): log memory and replay stay bounded by the state size,
  * and since a snapshot costs about the state size (encoded on the loop),
  * that cost stays at most about one byte per byte written. */
-#define NODE_LOG_BYTES_MIN (64ull << 20)
+#define NODE_LOG_BYTES_MIN (8ull << 20)
 /* Entries kept behind a snapshot, so that followers lagging by less catch
- * up from the log instead of an InstallSnapshot.  Fixed, whatever
- * --snapshot-count says: libraft 0.22.1 dereferences NULL (takeSnapshotCb)
- * when an install lands while the follower takes its own snapshot, and a
- * restarted follower behind a short trailing window did exactly that in our
- * leader-kill tests.  etcd keeps 5000 entries for catch-up too. */
+ * up from the log instead of an InstallSnapshot: etcd keeps 5000.  Ours
+ * pack many requests each, so 5000 of them could hold gigabytes in memory:
+ * the window is also capped in bytes, from the average entry size seen
+ * since the last snapshot.  (A short window makes installs common; the
+ * libraft 0.22.1 crash when one lands during our own snapshot is kept away
+ * by node_guard.) */
 #define NODE_SNAPSHOT_TRAILING 5000u
+#define NODE_TRAILING_BYTES (8ull << 20)
+#define NODE_TRAILING_MIN 64u
 
 #define NODE_ADDR_MAX 300
 #define NODE_DRAIN_POLL_MS 5
@@ -133,8 +137,13 @@ struct node_impl {
 	/* snapshot policy (see NODE_LOG_BYTES_MIN) */
 	unsigned threshold;
 	uint64_t log_bytes;   /* entry bytes applied since the last image */
+	uint64_t log_entries; /* entries applied since the last image */
+	unsigned trailing;    /* what libraft was last told */
 	uint64_t image_bytes; /* size of the last image taken or restored */
 	bool snapshot_soon;   /* threshold lowered to 1 */
+
+	struct node_guard guard; /* InstallSnapshot vs our own snapshot */
+	bool guard_inited;
 };
 
 /* One request in flight through libraft. */
@@ -867,6 +876,24 @@ static unsigned node_snapshot_threshold(const struct config *cfg)
 	return c > UINT32_MAX ? UINT32_MAX : (unsigned)c;
 }
 
+/* NODE_TRAILING_BYTES worth of entries of the average size lately. */
+static void node_set_trailing(struct node *n, struct node_impl *im)
+{
+	uint64_t avg = im->log_entries ? im->log_bytes / im->log_entries : 0;
+	uint64_t t = avg ? NODE_TRAILING_BYTES / avg : NODE_SNAPSHOT_TRAILING;
+
+	if (t > NODE_SNAPSHOT_TRAILING)
+		t = NODE_SNAPSHOT_TRAILING;
+	if (t < NODE_TRAILING_MIN)
+		t = NODE_TRAILING_MIN;
+	/* libraft reads it when a snapshot completes: keep it current, but
+	 * only a real change is worth a call. */
+	if (t != im->trailing) {
+		im->trailing = (unsigned)t;
+		raft_set_snapshot_trailing(&n->raft, (unsigned)t);
+	}
+}
+
 void node_note_applied(struct node *n, size_t entry_bytes)
 {
 	struct node_impl *im = node_impl(n);
@@ -874,6 +901,8 @@ void node_note_applied(struct node *n, size_t entry_bytes)
 	if (!im || !im->raft_inited)
 		return;
 	im->log_bytes += entry_bytes;
+	im->log_entries++;
+	node_set_trailing(n, im);
 	budget = im->image_bytes > NODE_LOG_BYTES_MIN ? im->image_bytes : NODE_LOG_BYTES_MIN;
 	if (!im->snapshot_soon && im->log_bytes >= budget) {
 		/* libraft checks the threshold after each apply batch. */
@@ -890,6 +919,7 @@ void node_note_snapshot(struct node *n, size_t image_bytes)
 	if (!im || !im->raft_inited)
 		return;
 	im->log_bytes = 0;
+	im->log_entries = 0;
 	im->image_bytes = image_bytes;
 	if (im->snapshot_soon) {
 		raft_set_snapshot_threshold(&n->raft, im->threshold);
@@ -975,6 +1005,8 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 	if (segment > (8u << 20))
 		raft_uv_set_segment_size(&n->io, (segment + 4095) & ~(size_t)4095);
 
+	node_guard_init(&im->guard, &n->io);
+	im->guard_inited = true;
 	rv = raft_init(&n->raft, &n->io, fsm, srv->member_id, im->address);
 	if (rv) {
 		LOGE("raft: init: %s", raft_errmsg(&n->raft));
@@ -991,6 +1023,7 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 	threshold = node_snapshot_threshold(cfg);
 	im->threshold = threshold;
 	raft_set_snapshot_threshold(&n->raft, threshold);
+	im->trailing = NODE_SNAPSHOT_TRAILING;
 	raft_set_snapshot_trailing(&n->raft, NODE_SNAPSHOT_TRAILING);
 
 	uv_timer_init(srv->loop, &n->tick);
@@ -1005,6 +1038,8 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 	return 0;
 
 fail:
+	if (im->guard_inited)
+		node_guard_close(&im->guard);
 	if (im->io_inited)
 		raft_uv_close(&n->io);
 	if (im->transport_inited)
@@ -1282,6 +1317,9 @@ static void node_handle_closed(uv_handle_t *h)
 static void node_finish(struct node *n)
 {
 	struct node_impl *im = node_impl(n);
+	if (im->guard_inited)
+		node_guard_close(&im->guard);
+	im->guard_inited = false;
 	if (im->io_inited)
 		raft_uv_close(&n->io);
 	if (im->transport_inited)
