@@ -36,6 +36,29 @@ static uint64_t get_u64(const uint8_t *p)
 	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
 }
 
+size_t cmd_entry_padded_len(size_t len)
+{
+	return (len + 8) & ~(size_t)7;
+}
+
+void cmd_entry_pad(uint8_t *p, size_t len, size_t padded)
+{
+	memset(p + len, 0, padded - len - 1);
+	p[padded - 1] = (uint8_t)(padded - len);
+}
+
+int cmd_entry_len(const void *data, size_t padded_len, size_t *len)
+{
+	unsigned pad;
+	if (padded_len == 0 || padded_len % 8)
+		return -KV_ECORRUPT;
+	pad = ((const uint8_t *)data)[padded_len - 1];
+	if (pad < 1 || pad > 8)
+		return -KV_ECORRUPT;
+	*len = padded_len - pad;
+	return 0;
+}
+
 void cmd_batch_init(struct cmd_batch *b)
 {
 	b->data = NULL;

@@ -63,6 +63,16 @@ int cmd_batch_add(struct cmd_batch *b, const struct cmd *c);
  * since libraft uses malloc by default); resets b to empty. */
 int cmd_batch_take(struct cmd_batch *b, uint8_t **data, size_t *len);
 
+/* Padding: libraft's uv backend refuses entries whose length is not a
+ * multiple of 8 (and frees them on the way), so node pads every entry with
+ * 1 to 8 bytes, the last holding the pad length, and the fsm strips them.
+ * cmd_entry_padded_len: the padded size of a len-byte entry; cmd_entry_pad
+ * writes the padding into p[len .. padded - 1]; cmd_entry_len gives the
+ * unpadded length of a padded entry, or -KV_ECORRUPT. */
+size_t cmd_entry_padded_len(size_t len);
+void cmd_entry_pad(uint8_t *p, size_t len, size_t padded);
+int cmd_entry_len(const void *data, size_t padded_len, size_t *len);
+
 /* Reader over a received entry. */
 struct cmd_iter {
 	const uint8_t *p, *end;

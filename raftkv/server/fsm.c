@@ -2,12 +2,14 @@
  * fsm: the libraft state machine (fsm version 2) of raftkv.
  *
  * apply: one raft entry is a batch of commands (cmd.h), padded by node to a
- * multiple of 8 bytes (node_entry_len() strips that).  The entry is first
+ * multiple of 8 bytes (cmd_entry_len() strips that).  The entry is first
  * walked once to check its framing, then each command's payload (the etcd
  * request protobuf as the client sent it) is decoded into a per-command
- * arena and applied through kvs to the mvcc store.  Results of this
- * member's own commands go to prop_complete() at once, while the response
- * still points into the arena and the store.  Everything here is
+ * arena and applied through kvs to the mvcc store.  Every command's result
+ * goes to the applied hook at once, while the response still points into the
+ * arena and the store (the server completes its own proposals there).
+ * Everything the fsm touches comes through struct fsm_ctx (fsm.h): the
+ * server's fields in raftkv, plain per-member state in tests/sim.  Everything here is
  * deterministic, so every member reaches the same state:
  *   - a malformed entry (bad framing) is skipped as a whole, loudly: all
  *     members see the same bytes (libraft checksums its log), so all skip
@@ -50,20 +52,17 @@
 #include <string.h>
 
 #include <lz4frame.h>
-#include <uv.h>
 
 #include "lib/arena.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "server/alarm.h"
 #include "server/cmd.h"
 #include "server/kvs.h"
 #include "server/lease.h"
 #include "server/members.h"
 #include "server/metrics.h"
 #include "server/mvcc.h"
-#include "server/node.h"
-#include "server/prop.h"
-#include "server/server.h"
 #include "rpc.pb-c.h"
 
 /* Snapshot header: magic | format u32 LE | uncompressed length u64 LE. */
@@ -80,9 +79,37 @@
 #define FSM_SNAP_MAX_RAW (64ull << 30)
 
 struct fsm_state {
-	struct server *srv;
+	struct fsm_ctx ctx;
 	uint64_t applied_index;
 };
+
+static uint64_t fsm_now_us(const struct fsm_ctx *ctx)
+{
+	return ctx->hooks && ctx->hooks->now_us ? ctx->hooks->now_us(ctx->arg) : 0;
+}
+
+static void fsm_note_snapshot(const struct fsm_ctx *ctx, size_t image_bytes)
+{
+	if (ctx->hooks && ctx->hooks->note_snapshot)
+		ctx->hooks->note_snapshot(ctx->arg, image_bytes);
+}
+
+static void fsm_note_applied(const struct fsm_ctx *ctx, size_t entry_bytes)
+{
+	if (ctx->hooks && ctx->hooks->note_applied)
+		ctx->hooks->note_applied(ctx->arg, entry_bytes);
+}
+
+static uint64_t fsm_last_applied(const struct fsm_state *st)
+{
+	const struct fsm_hooks *h = st->ctx.hooks;
+	return h && h->last_applied ? h->last_applied(st->ctx.arg) : st->applied_index;
+}
+
+static const char *fsm_where(const struct fsm_ctx *ctx)
+{
+	return ctx->data_dir ? ctx->data_dir : "(no data dir)";
+}
 
 static void fsm_put_u32(uint8_t *p, uint32_t v)
 {
@@ -136,7 +163,9 @@ static void fsm_fatal_nomem(const struct fsm_state *st, const struct cmd *c)
 
 static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 {
-	struct server *srv = st->srv;
+	const struct fsm_ctx *ctx = &st->ctx;
+	struct mvcc *m = *ctx->mvcc;
+	struct lease_table *leases = *ctx->leases;
 	ProtobufCAllocator *pa;
 	struct arena a;
 	union {
@@ -154,13 +183,13 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 	arena_init(&a);
 	pa = arena_pb_allocator(&a);
 	/* Raised alarms refuse some writes (alarm.h), the same on every member. */
-	if ((err = alarm_gate(&srv->alarms, c)))
+	if ((err = alarm_gate(ctx->alarms, c)))
 		goto done;
 	switch (c->type) {
 	case CMD_PUT: {
 		Etcdserverpb__PutRequest *r =
 			etcdserverpb__put_request__unpack(pa, c->len, c->payload);
-		err = r ? kvs_put(&srv->kvs, r, &a, &resp.put) : -KV_EMALFORMED;
+		err = r ? kvs_put(ctx->kvs, r, &a, &resp.put) : -KV_EMALFORMED;
 		metrics.mvcc_put += !err;
 		out = &resp.put.base;
 		break;
@@ -168,7 +197,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 	case CMD_DELETE_RANGE: {
 		Etcdserverpb__DeleteRangeRequest *r =
 			etcdserverpb__delete_range_request__unpack(pa, c->len, c->payload);
-		err = r ? kvs_delete_range(&srv->kvs, r, &a, &resp.del) : -KV_EMALFORMED;
+		err = r ? kvs_delete_range(ctx->kvs, r, &a, &resp.del) : -KV_EMALFORMED;
 		metrics.mvcc_delete += !err;
 		out = &resp.del.base;
 		break;
@@ -179,7 +208,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 			kvs_check_txn_wire(c->payload, c->len) == 0
 				? etcdserverpb__txn_request__unpack(pa, c->len, c->payload)
 				: NULL;
-		err = r ? kvs_txn(&srv->kvs, r, &a, &resp.txn) : -KV_EMALFORMED;
+		err = r ? kvs_txn(ctx->kvs, r, &a, &resp.txn) : -KV_EMALFORMED;
 		metrics.mvcc_txn += !err;
 		out = &resp.txn.base;
 		break;
@@ -187,7 +216,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 	case CMD_COMPACT: {
 		Etcdserverpb__CompactionRequest *r =
 			etcdserverpb__compaction_request__unpack(pa, c->len, c->payload);
-		err = r ? kvs_compact(&srv->kvs, r, &a, &resp.compact) : -KV_EMALFORMED;
+		err = r ? kvs_compact(ctx->kvs, r, &a, &resp.compact) : -KV_EMALFORMED;
 		out = &resp.compact.base;
 		break;
 	}
@@ -198,10 +227,10 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		Etcdserverpb__LeaseGrantRequest *r =
 			etcdserverpb__lease_grant_request__unpack(pa, c->len, c->payload);
 		err = !r ? -KV_EMALFORMED
-			 : !srv->leases
+			 : !leases
 			 ? -KV_EINTERNAL
-			 : lease_apply_grant(srv->leases, r, c->origin, st->applied_index,
-					     uv_hrtime() / 1000, mvcc_rev(srv->mvcc), &a, &resp.grant);
+			 : lease_apply_grant(leases, r, c->origin, st->applied_index,
+					     fsm_now_us(ctx), mvcc_rev(m), &a, &resp.grant);
 		metrics.lease_granted += !err;
 		out = &resp.grant.base;
 		break;
@@ -210,8 +239,8 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 		Etcdserverpb__LeaseRevokeRequest *r =
 			etcdserverpb__lease_revoke_request__unpack(pa, c->len, c->payload);
 		err = !r ? -KV_EMALFORMED
-			 : !srv->leases ? -KV_EINTERNAL
-					: lease_apply_revoke(srv->leases, srv->mvcc, r, &a, &resp.revoke);
+			 : !leases ? -KV_EINTERNAL
+				   : lease_apply_revoke(leases, m, r, &a, &resp.revoke);
 		metrics.lease_revoked += !err;
 		out = &resp.revoke.base;
 		break;
@@ -219,7 +248,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 	case CMD_ALARM: {
 		Etcdserverpb__AlarmRequest *r =
 			etcdserverpb__alarm_request__unpack(pa, c->len, c->payload);
-		err = r ? alarm_apply(&srv->alarms, r, &a, &resp.alarm) : -KV_EMALFORMED;
+		err = r ? alarm_apply(ctx->alarms, r, &a, &resp.alarm) : -KV_EMALFORMED;
 		out = &resp.alarm.base;
 		break;
 	}
@@ -231,7 +260,7 @@ static void fsm_apply_cmd(struct fsm_state *st, const struct cmd *c)
 	case CMD_MEMBER_PUBLISH:
 		/* The member table; libraft's configuration follows it
 		 * (svc_cluster.c). */
-		err = members_apply(&srv->members, c, &a, &out);
+		err = members_apply(ctx->members, c, &a, &out);
 		break;
 	default:
 		err = -KV_EINTERNAL;
@@ -244,8 +273,8 @@ done:
 		LOGE("raft entry %" PRIu64 ": command type %u of %u bytes does not decode; "
 		     "answered with an error on every member",
 		     st->applied_index, (unsigned)c->type, (unsigned)c->len);
-	if (c->origin == srv->member_id)
-		prop_complete(&srv->prop, c->seq, err, err ? NULL : out);
+	if (ctx->hooks && ctx->hooks->applied)
+		ctx->hooks->applied(ctx->arg, c, err, err ? NULL : out);
 	arena_close(&a);
 }
 
@@ -261,39 +290,41 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 	/* Results go to prop_complete(); libraft would drop this on followers
 	 * and replays anyway. */
 	*result = NULL;
-	st->applied_index = raft_last_applied(&st->srv->node.raft) + 1;
-	rv = node_entry_len(buf->base, buf->len, &len);
+	st->applied_index = fsm_last_applied(st) + 1;
+	rv = cmd_entry_len(buf->base, buf->len, &len);
 	if (rv == 0)
 		rv = fsm_check_entry(buf, len, &count);
 	if (rv) {
 		LOGE("raft entry %" PRIu64 " (%zu bytes) is malformed (%s): skipped on every "
 		     "member; commands waiting for it fail",
 		     st->applied_index, buf->len, kv_err_name(rv));
-		node_note_applied(&st->srv->node, buf->len);
+		fsm_note_applied(&st->ctx, buf->len);
 		return 0;
 	}
 	cmd_iter_init(&it, buf->base, len);
 	while (cmd_iter_next(&it, &c) == 1)
 		fsm_apply_cmd(st, &c);
-	node_note_applied(&st->srv->node, buf->len);
+	fsm_note_applied(&st->ctx, buf->len);
 	return 0;
 }
 
 /* --- snapshots --------------------------------------------------------------- */
 
 /* Appends the lease section to the store image: lease image | its length. */
-static int fsm_append_leases(struct server *srv, uint8_t **img, size_t *img_len)
+static int fsm_append_leases(const struct fsm_ctx *ctx, uint8_t **img, size_t *img_len)
 {
 	struct lease_table *empty = NULL;
 	uint8_t *limg = NULL, *grown;
 	size_t llen = 0;
 	int rv;
 
-	if (!srv->leases && !(empty = lease_table_new())) {
+	struct lease_table *leases = *ctx->leases;
+
+	if (!leases && !(empty = lease_table_new())) {
 		free(*img);
 		return -KV_ENOMEM;
 	}
-	rv = lease_table_encode(srv->leases ? srv->leases : empty, &limg, &llen);
+	rv = lease_table_encode(leases ? leases : empty, &limg, &llen);
 	lease_table_free(empty);
 	if (rv == 0 && !(grown = realloc(*img, *img_len + llen + 8)))
 		rv = -KV_ENOMEM;
@@ -311,13 +342,13 @@ static int fsm_append_leases(struct server *srv, uint8_t **img, size_t *img_len)
 }
 
 /* Appends the alarm section: alarm image | its length. */
-static int fsm_append_alarms(struct server *srv, uint8_t **img, size_t *img_len)
+static int fsm_append_alarms(const struct fsm_ctx *ctx, uint8_t **img, size_t *img_len)
 {
 	uint8_t *aimg = NULL, *grown = NULL;
 	size_t alen = 0;
 	int rv;
 
-	rv = alarm_table_encode(&srv->alarms, &aimg, &alen);
+	rv = alarm_table_encode(ctx->alarms, &aimg, &alen);
 	if (rv == 0 && !(grown = realloc(*img, *img_len + alen + 8)))
 		rv = -KV_ENOMEM;
 	if (rv) {
@@ -334,13 +365,13 @@ static int fsm_append_alarms(struct server *srv, uint8_t **img, size_t *img_len)
 }
 
 /* Appends the member section: member table image | its length. */
-static int fsm_append_members(struct server *srv, uint8_t **img, size_t *img_len)
+static int fsm_append_members(const struct fsm_ctx *ctx, uint8_t **img, size_t *img_len)
 {
 	uint8_t *mimg = NULL, *grown = NULL;
 	size_t mlen = 0;
 	int rv;
 
-	rv = members_encode(&srv->members, &mimg, &mlen);
+	rv = members_encode(ctx->members, &mimg, &mlen);
 	if (rv == 0 && !(grown = realloc(*img, *img_len + mlen + 8)))
 		rv = -KV_ENOMEM;
 	if (rv) {
@@ -356,26 +387,26 @@ static int fsm_append_members(struct server *srv, uint8_t **img, size_t *img_len
 	return 0;
 }
 
-int fsm_image(struct server *srv, uint8_t **data, size_t *len)
+int fsm_image(const struct fsm_ctx *ctx, uint8_t **data, size_t *len)
 {
 	LZ4F_preferences_t prefs;
 	uint8_t *img = NULL, *out, *shrunk;
 	size_t img_len = 0, bound, clen;
-	uint64_t t0 = uv_hrtime(), t1;
+	uint64_t t0 = fsm_now_us(ctx), t1;
 	int rv;
 
-	rv = mvcc_encode(srv->mvcc, &img, &img_len);
+	rv = mvcc_encode(*ctx->mvcc, &img, &img_len);
 	if (rv == 0)
-		rv = fsm_append_leases(srv, &img, &img_len);
+		rv = fsm_append_leases(ctx, &img, &img_len);
 	if (rv == 0)
-		rv = fsm_append_alarms(srv, &img, &img_len);
+		rv = fsm_append_alarms(ctx, &img, &img_len);
 	if (rv == 0)
-		rv = fsm_append_members(srv, &img, &img_len);
+		rv = fsm_append_members(ctx, &img, &img_len);
 	if (rv) {
 		LOGE("snapshot: cannot encode the store: %s", kv_err_name(rv));
 		return rv;
 	}
-	t1 = uv_hrtime();
+	t1 = fsm_now_us(ctx);
 	memset(&prefs, 0, sizeof(prefs));
 	prefs.frameInfo.blockSizeID = LZ4F_max4MB;
 	prefs.frameInfo.blockMode = LZ4F_blockIndependent;
@@ -405,25 +436,25 @@ int fsm_image(struct server *srv, uint8_t **data, size_t *len)
 	*len = FSM_SNAP_HEADER + clen;
 	LOGD("store image of revision %" PRId64 ": %zu bytes, %zu compressed; encode %.1f ms + "
 	     "lz4 %.1f ms on the loop",
-	     mvcc_rev(srv->mvcc), img_len, *len, (double)(t1 - t0) / 1e6,
-	     (double)(uv_hrtime() - t1) / 1e6);
+	     mvcc_rev(*ctx->mvcc), img_len, *len, (double)(t1 - t0) / 1e3,
+	     (double)(fsm_now_us(ctx) - t1) / 1e3);
 	return 0;
 }
 
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct fsm_state *st = fsm->data;
-	struct server *srv = st->srv;
+	const struct fsm_ctx *ctx = &st->ctx;
 	struct raft_buffer *b;
 	uint8_t *out = NULL;
 	size_t len = 0;
-	uint64_t t0 = uv_hrtime(), raw_len;
+	uint64_t t0 = fsm_now_us(ctx), raw_len;
 	int rv;
 
 	b = raft_malloc(sizeof(*b));
 	if (!b)
 		return RAFT_NOMEM;
-	rv = fsm_image(srv, &out, &len);
+	rv = fsm_image(ctx, &out, &len);
 	if (rv) {
 		raft_free(b);
 		return rv == -KV_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
@@ -433,12 +464,12 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 	b->len = len;
 	*bufs = b;
 	*n_bufs = 1;
-	node_note_snapshot(&srv->node, (size_t)raw_len);
+	fsm_note_snapshot(ctx, (size_t)raw_len);
 	metrics.snapshots_saved++;
 	LOGI("snapshot at index %" PRIu64 " (revision %" PRId64 ", %" PRIu64 " keys): "
 	     "%" PRIu64 " bytes, %zu compressed; encode + lz4 %.1f ms on the loop",
-	     (uint64_t)raft_last_applied(&srv->node.raft), mvcc_rev(srv->mvcc),
-	     mvcc_live_keys(srv->mvcc), raw_len, b->len, (double)(uv_hrtime() - t0) / 1e6);
+	     fsm_last_applied(st), mvcc_rev(*ctx->mvcc), mvcc_live_keys(*ctx->mvcc), raw_len,
+	     b->len, (double)(fsm_now_us(ctx) - t0) / 1e3);
 	return 0;
 }
 
@@ -523,13 +554,13 @@ fail:
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
 	struct fsm_state *st = fsm->data;
-	struct server *srv = st->srv;
+	const struct fsm_ctx *ctx = &st->ctx;
 	const uint8_t *p = buf->base;
 	const char *why = NULL;
 	struct mvcc *fresh, *old;
 	struct alarm_table alarms;
 	struct members members;
-	uint64_t raw_len, body_len, store_len, lease_len, alarm_len = 0, t0 = uv_hrtime();
+	uint64_t raw_len, body_len, store_len, lease_len, alarm_len = 0, t0 = fsm_now_us(ctx);
 	uint64_t members_len = 0;
 	uint32_t format;
 	uint8_t *img;
@@ -544,7 +575,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	    format != FSM_SNAP_FORMAT_V2 && format != FSM_SNAP_FORMAT_V1) {
 		LOGE("the raft snapshot in %s has format version %u; this raftkv reads "
 		     "version %u only (written by a newer raftkv?): refusing to load it",
-		     srv->cfg->data_dir, format, FSM_SNAP_FORMAT);
+		     fsm_where(ctx), format, FSM_SNAP_FORMAT);
 		return RAFT_CORRUPT;
 	}
 	raw_len = fsm_get_u64(p + 8);
@@ -568,7 +599,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	 * the image turns out corrupt. */
 	memset(&alarms, 0, sizeof(alarms));
 	members_init(&members);
-	members.self_id = srv->members.self_id;
+	members.self_id = ctx->members->self_id;
 	body_len = raw_len;
 	/* Since format 4 the member section: member image | its length. */
 	if (format >= 4u) {
@@ -629,10 +660,10 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		store_len = body_len - 8 - lease_len;
 	}
 	rv = mvcc_decode(fresh, img, store_len);
-	if (rv == 0 && srv->leases) {
+	if (rv == 0 && *ctx->leases) {
 		/* Keys are reattached from the fresh store; on failure the
 		 * table is left as it was. */
-		rv = lease_table_restore(srv->leases, format == FSM_SNAP_FORMAT_V1 ? NULL : img + store_len,
+		rv = lease_table_restore(*ctx->leases, format == FSM_SNAP_FORMAT_V1 ? NULL : img + store_len,
 					 lease_len, fresh);
 		if (rv && rv != -KV_ENOMEM)
 			why = "the lease section inside does not decode";
@@ -651,45 +682,44 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		goto corrupt;
 	}
 	/* Whole: swap it in.  Nobody may keep pointers into the old store. */
-	old = srv->mvcc;
-	srv->mvcc = fresh;
-	srv->kvs.mvcc = fresh;
+	old = *ctx->mvcc;
+	*ctx->mvcc = fresh;
+	ctx->kvs->mvcc = fresh;
 	if (old)
 		mvcc_free(old);
-	alarms.raising = srv->alarms.raising; /* ours, not replicated */
-	alarm_table_close(&srv->alarms);
-	srv->alarms = alarms;
-	members.self_removed = srv->members.self_removed; /* ours, not replicated */
-	members_close(&srv->members);
-	srv->members = members;
-	node_note_snapshot(&srv->node, raw_len);
-	if (srv->node.started)
-		metrics.snapshots_applied++; /* from the leader, not at start-up */
+	alarms.raising = ctx->alarms->raising; /* ours, not replicated */
+	alarm_table_close(ctx->alarms);
+	*ctx->alarms = alarms;
+	members.self_removed = ctx->members->self_removed; /* ours, not replicated */
+	members_close(ctx->members);
+	*ctx->members = members;
+	fsm_note_snapshot(ctx, raw_len);
+	metrics.snapshots_restored++;
 	LOGI("restored the store from a raft snapshot: revision %" PRId64 ", %" PRIu64
 	     " keys, %" PRIu64 " leases, %zu alarms, %zu bytes (%" PRIu64
 	     " uncompressed) in %.1f ms",
 	     mvcc_rev(fresh), mvcc_live_keys(fresh),
-	     srv->leases ? lease_table_count(srv->leases) : 0, srv->alarms.n, buf->len, raw_len,
-	     (double)(uv_hrtime() - t0) / 1e6);
+	     *ctx->leases ? lease_table_count(*ctx->leases) : 0, ctx->alarms->n, buf->len, raw_len,
+	     (double)(fsm_now_us(ctx) - t0) / 1e3);
 	/* Success only: libraft then expects us to own and free the data. */
 	raft_free(buf->base);
 	buf->base = NULL;
 	return 0;
 
 corrupt:
-	LOGE("the raft snapshot in %s is corrupt (%s): refusing to load it", srv->cfg->data_dir,
+	LOGE("the raft snapshot in %s is corrupt (%s): refusing to load it", fsm_where(ctx),
 	     why);
 	return RAFT_CORRUPT;
 }
 
 /* --- lifecycle ------------------------------------------------------------------ */
 
-int fsm_init(struct raft_fsm *fsm, struct server *srv)
+int fsm_init(struct raft_fsm *fsm, const struct fsm_ctx *ctx)
 {
 	struct fsm_state *st = calloc(1, sizeof(*st));
 	if (!st)
 		return -KV_ENOMEM;
-	st->srv = srv;
+	st->ctx = *ctx;
 	memset(fsm, 0, sizeof(*fsm));
 	fsm->version = 2;
 	fsm->data = st;

@@ -50,7 +50,7 @@ struct metrics {
 	uint64_t lease_renewed;
 	uint64_t lease_expired;
 	uint64_t snapshots_saved;   /* raft snapshots this member took */
-	uint64_t snapshots_applied; /* installed from the leader at run time */
+	uint64_t snapshots_restored; /* at start-up, or installed from the leader */
 	uint64_t snapshot_apply_in_progress;
 	struct metrics_grpc_method *grpc; /* one per rpc_method_count() */
 };

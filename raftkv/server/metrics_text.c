@@ -321,8 +321,9 @@ static void metrics_write(struct metrics_out *o, struct server *srv)
 	metrics_one(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.vsize);
 	metrics_one(o, "process_virtual_memory_max_bytes", "gauge",
 		    "Maximum amount of virtual memory available in bytes.", p.max_vm);
-	metrics_one(o, "raftkv_snapshots_applied_total", "counter",
-		    "Raft snapshots installed from the leader while running.", (double)metrics.snapshots_applied);
+	metrics_one(o, "raftkv_snapshots_restored_total", "counter",
+		    "Raft snapshots restored into the store: at start-up, or installed from the leader.",
+		    (double)metrics.snapshots_restored);
 	metrics_one(o, "raftkv_snapshots_saved_total", "counter", "Raft snapshots taken by this member.",
 		    (double)metrics.snapshots_saved);
 }

@@ -37,6 +37,7 @@
 
 #include "lib/err.h"
 #include "lib/log.h"
+#include "server/cmd.h"
 #include "server/config.h"
 #include "server/members.h"
 #include "server/metrics.h"
@@ -1159,18 +1160,6 @@ static int node_accepting(const struct node *n)
 	return 0;
 }
 
-int node_entry_len(const void *data, size_t padded_len, size_t *len)
-{
-	unsigned pad;
-	if (padded_len == 0 || padded_len % 8)
-		return -KV_ECORRUPT;
-	pad = ((const uint8_t *)data)[padded_len - 1];
-	if (pad < 1 || pad > 8)
-		return -KV_ECORRUPT;
-	*len = padded_len - pad;
-	return 0;
-}
-
 int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *arg)
 {
 	/* libraft 0.22.1 replicates only bufs[0] of a raft_apply (and its own
@@ -1178,7 +1167,7 @@ int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *a
 	enum { NODE_APPLY_BUFS = 1 };
 	struct raft_buffer bufs[NODE_APPLY_BUFS];
 	struct node_req *r;
-	size_t padded = (len + 8) & ~(size_t)7;
+	size_t padded = cmd_entry_padded_len(len);
 	uint8_t *p;
 	int rv;
 
@@ -1193,8 +1182,7 @@ int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *a
 		free(p ? p : data);
 		return -KV_ENOMEM;
 	}
-	memset(p + len, 0, padded - len - 1);
-	p[padded - 1] = (uint8_t)(padded - len);
+	cmd_entry_pad(p, len, padded);
 	r->n = n;
 	r->cb = cb;
 	r->arg = arg;

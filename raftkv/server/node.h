@@ -65,11 +65,9 @@ int node_start(struct node *n);
  * runs once, later: after the entry was applied (err 0), or when it failed.
  * On an error return the callback never runs.
  * libraft's uv backend refuses entries whose length is not a multiple of 8
- * (and frees them on the way), so the entry is padded: 1 to 8 bytes, the
- * last holding the pad length.  The fsm strips it with node_entry_len(). */
+ * (and frees them on the way), so the entry is padded (cmd_entry_pad); the
+ * fsm strips it with cmd_entry_len(). */
 int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *arg);
-/* The unpadded length of an applied entry, or -KV_ECORRUPT. */
-int node_entry_len(const void *data, size_t padded_len, size_t *len);
 int node_barrier(struct node *n, node_barrier_cb cb, void *arg);
 void node_close(struct node *n, node_close_cb cb);
 

@@ -19,6 +19,7 @@
 
 #include "server/alarm.h"
 #include "server/config.h"
+#include "server/fsm.h"
 #include "server/kvs.h"
 #include "server/members.h"
 #include "server/node.h"
@@ -44,6 +45,7 @@ struct server {
 	uint64_t member_id; /* also our raft server id */
 	struct mvcc *mvcc;
 	struct kvs kvs; /* request semantics over mvcc */
+	struct fsm_ctx fsm_ctx; /* what the fsm works on: fields of this struct */
 	struct node node;
 	struct prop prop;
 	struct listener *listener;

@@ -356,7 +356,7 @@ void svc_maint_snapshot(struct rpc_call *call, const uint8_t *msg, size_t len)
 		return;
 	}
 	ss->t0 = uv_hrtime();
-	rv = fsm_image(s, &img, &ilen);
+	rv = fsm_image(&s->fsm_ctx, &img, &ilen);
 	if (rv) {
 		free(ss);
 		rpc_call_finish(call, rv);
