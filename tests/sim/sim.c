@@ -22,7 +22,9 @@
  * HACKING.md, "Deterministic simulation"): --installs (a small snapshot
  * trailing, so lagging followers get InstallSnapshot: the fixture's
  * in-memory log truncation then overruns its array) and --faults
- * (raft_fixture_io_fault: a double free inside libraft follows).  Crash-
+ * (raft_fixture_io_fault: a double free inside libraft follows), and
+ * --reorder (latency changes that reorder a link, which TCP never does:
+ * libraft can then stall a follower for good).  Crash-
  * restarts are not simulated: the fixture's "disk" cannot be reloaded
  * faithfully (it reloads a snapshot's log with wrong indexes) and closing
  * and re-initialising a fixture member double-frees inside libraft.
@@ -104,6 +106,7 @@ struct sim_opts {
 	int trailing;       /* snapshot trailing; -1: chosen by the seed */
 	bool faults;        /* raft_fixture_io_fault on (--faults) */
 	bool installs;      /* small trailing: InstallSnapshot (--installs) */
+	bool reorder;       /* latency changes may reorder a link (--reorder) */
 	bool twice;         /* every seed twice, digests compared */
 	int verbose;
 	bool quiet;
@@ -251,7 +254,7 @@ struct sim {
 	enum sim_link want[SIM_MAX_NODES][SIM_MAX_NODES], have[SIM_MAX_NODES][SIM_MAX_NODES];
 	bool alive[SIM_MAX_NODES];
 	bool down[SIM_MAX_NODES]; /* unavailable at the end (I/O fault) */
-	unsigned disk_latency[SIM_MAX_NODES];
+	unsigned disk_latency[SIM_MAX_NODES], net_latency[SIM_MAX_NODES];
 	unsigned max_latency;
 	unsigned threshold, trailing;
 	bool calm;
@@ -1176,9 +1179,15 @@ static void sim_chaos(struct sim *s)
 		unsigned net = 1 + sim_below(g, sim_chance(g, 100) ? 400 : 60),
 			 disk = 1 + sim_below(g, sim_chance(g, 100) ? 200 : 30);
 		i = sim_below(g, s->n);
-		raft_fixture_set_network_latency(&s->f, i, net);
-		if (net > s->max_latency)
-			s->max_latency = net;
+		/* Likewise a message sent after a shorter latency was set would
+		 * overtake earlier ones on the same link, which libraft's TCP
+		 * transport never does; --reorder allows it (HACKING.md). */
+		if (s->o->reorder || s->f.time - s->m[i].last_activity > s->net_latency[i] + 1) {
+			raft_fixture_set_network_latency(&s->f, i, net);
+			s->net_latency[i] = net;
+			if (net > s->max_latency)
+				s->max_latency = net;
+		}
 		/* The fixture completes disk writes by due time: a write issued
 		 * after a shorter latency was set would overtake earlier ones and
 		 * land before them in the fixture's "disk" (a real disk appends in
@@ -1190,7 +1199,8 @@ static void sim_chaos(struct sim *s)
 			if (disk > s->max_latency)
 				s->max_latency = disk;
 		}
-		sim_log(s, "member %u: network %u ms, disk %u ms", i + 1, net, s->disk_latency[i]);
+		sim_log(s, "member %u: network %u ms, disk %u ms", i + 1, s->net_latency[i],
+			s->disk_latency[i]);
 	}
 	if (s->o->faults && sim_chance(g, scale)) {
 		int delay = (int)sim_below(g, 30), repeat = 1 + (int)sim_below(g, 3);
@@ -1246,7 +1256,8 @@ static int sim_setup(struct sim *s)
 		if ((rv = raft_fixture_grow(&s->f, &m->fsm)) != 0)
 			return rv;
 		s->alive[i] = true;
-		s->disk_latency[i] = 10; /* the fixture's default */
+		s->disk_latency[i] = 10; /* the fixture's defaults */
+		s->net_latency[i] = 15;
 	}
 	s->empty_state = sim_state_hash(&s->m[0]) | 1;
 	for (unsigned i = 0; i < s->n; i++) {
@@ -1291,7 +1302,6 @@ static void sim_settle(struct sim *s)
 	s->calm = true;
 	for (unsigned i = 0; i < s->n; i++) {
 		raft_fixture_io_fault(&s->f, i, -1, 0);
-		raft_fixture_set_network_latency(&s->f, i, 15);
 	}
 	sim_heal_links(s);
 	for (unsigned i = 0; i < s->n; i++) {
@@ -1441,6 +1451,8 @@ static void sim_make_repro(const struct sim_opts *o, uint64_t seed)
 		k += snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " --faults");
 	if (o->installs)
 		k += snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " --installs");
+	if (o->reorder)
+		k += snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " --reorder");
 	snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " -v");
 }
 
@@ -1449,6 +1461,7 @@ static void sim_usage(FILE *out)
 	fprintf(out,
 		"usage: raftkv-sim [--seeds N] [--start S] [--steps N] [--nodes 3|5]\n"
 		"                  [--threshold N] [--trailing N] [--faults] [--installs]\n"
+		"                  [--reorder]\n"
 		"                  [--twice] [-q] [-v [-v]]\n"
 		"Runs raftkv's state machine on libraft's in-memory fixture for seeds S..S+N-1\n"
 		"(default: %u seeds from 1, %u steps each) and checks, on every step, equal state\n"
@@ -1461,6 +1474,8 @@ static void sim_usage(FILE *out)
 		"               hits libraft 0.22.1 fixture bugs (HACKING.md), not in CI\n"
 		"  --faults     raft_fixture_io_fault on random members; hits libraft\n"
 		"               0.22.1 failed-I/O bugs (HACKING.md), not in CI\n"
+		"  --reorder    latency changes may reorder messages on a link (TCP does\n"
+		"               not); libraft 0.22.1 can then stall a follower, not in CI\n"
 		"  --twice      run every seed twice and compare digests (determinism)\n"
 		"  -q           print failures and the summary only\n"
 		"  -v           trace faults, proposals and violations to stderr; -v -v adds\n"
@@ -1504,6 +1519,8 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 			o->faults = true;
 		} else if (!strcmp(a, "--installs")) {
 			o->installs = true;
+		} else if (!strcmp(a, "--reorder")) {
+			o->reorder = true;
 		} else if (!strcmp(a, "--seeds") && sim_num(v, &n) && n > 0) {
 			o->seeds = n;
 			i++;
