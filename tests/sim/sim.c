@@ -87,7 +87,7 @@
 /* The sanitizer build (.ci/run) runs about 5x slower: fewer steps there
  * keep the default 1000 seeds well under two minutes in both suites. */
 #if defined(__SANITIZE_ADDRESS__)
-#define SIM_DEFAULT_STEPS 1000u
+#define SIM_DEFAULT_STEPS 700u
 #else
 #define SIM_DEFAULT_STEPS 3000u
 #endif
