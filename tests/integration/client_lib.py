@@ -22,7 +22,7 @@ import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cluster  # noqa: E402
-from cluster import Failure, Skip, check, log  # noqa: E402
+from cluster import Failure, Skip, check, log, wait_until  # noqa: E402
 
 ETCD = "/usr/bin/etcd"
 SKIP = 77
@@ -62,6 +62,22 @@ def run(prog, name, scenario, eps, *extra, may_skip=False, timeout=300):
 def signal_member(m, sig):
     # Servers run in their own session; SIGSTOP/SIGCONT the process itself.
     os.kill(m.proc.pid, sig)
+    if sig == signal.SIGSTOP:
+        # kill() returns before every thread has stopped; on a loaded box a
+        # Go server (etcd) can still answer the next request meanwhile.
+        wait_until(lambda: all_threads_stopped(m.proc.pid), 10, "%s stopped" % m.name,
+                   interval=0.005)
+
+
+def all_threads_stopped(pid):
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                    return False
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return True
 
 
 def expect_line(p, want, name):
