@@ -80,7 +80,8 @@ enum grpc_code {
 	X(KV_EUNAVAILABLE, GRPC_UNAVAILABLE, "grpc: connection unavailable")              \
 	/* Client library (kvc): a server status whose message is not in this       \
 	 * table; the call keeps the server's code and text. */                      \
-	X(KV_EREMOTE, GRPC_UNKNOWN, "grpc: unrecognized error from server")
+	X(KV_EREMOTE, GRPC_UNKNOWN, "grpc: unrecognized error from server")              \
+	X(KV_EUNHEALTHY, GRPC_UNAVAILABLE, "etcdserver: unhealthy cluster")
 
 enum kv_err {
 	KV_OK = 0,

@@ -176,6 +176,43 @@ bool members_ready_to_promote(const struct members *t, uint64_t id)
 	return started >= (voters + 1) / 2 + 1;
 }
 
+/* Voters, and those of them connected to self since before `before`. */
+static void members_count_connected(const struct members *t, uint64_t self, uint64_t before,
+				    members_up_since_fn up_since, void *arg, size_t *connected,
+				    size_t *voters)
+{
+	size_t i;
+	*connected = *voters = 0;
+	for (i = 0; i < t->n; i++) {
+		uint64_t id = t->v[i].id, since;
+		if (t->v[i].is_learner)
+			continue;
+		(*voters)++;
+		since = id == self ? 0 : up_since(arg, id);
+		*connected += id == self || (since != 0 && since < before);
+	}
+}
+
+bool members_connected_fully(const struct members *t, uint64_t self, uint64_t before,
+			     members_up_since_fn up_since, void *arg)
+{
+	size_t connected, voters;
+	members_count_connected(t, self, before, up_since, arg, &connected, &voters);
+	return connected == voters;
+}
+
+bool members_remove_keeps_quorum(const struct members *t, uint64_t self, uint64_t id,
+				 uint64_t before, members_up_since_fn up_since, void *arg)
+{
+	size_t connected, voters;
+	/* A member that is down is not part of the active quorum. */
+	if (id != self && up_since(arg, id) == 0)
+		return true;
+	members_count_connected(t, self, before, up_since, arg, &connected, &voters);
+	/* etcd counts id among the connected (it is up) and takes it away. */
+	return connected >= 1 && connected - 1 >= 1 + (voters ? voters - 1 : 0) / 2;
+}
+
 /* --- building entries ---------------------------------------------------- */
 
 static char **members_strv_dup(char *const *v, size_t n, bool sort)

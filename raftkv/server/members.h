@@ -91,6 +91,20 @@ bool members_ready_to_add_voter(const struct members *t);
 bool members_ready_to_remove_voter(const struct members *t, uint64_t id);
 bool members_ready_to_promote(const struct members *t, uint64_t id);
 
+/* etcd's connectivity checks before a reconfiguration (server.go
+ * mayAddMember, mayRemoveMember; util.go numConnectedSince), as seen from
+ * member self: up_since(arg, id) is when self's connection to id came up
+ * (any clock), 0 while it is down; a voter counts as connected when it is
+ * self or up since before `before` (now minus etcd's 5 s HealthInterval).
+ * Add (voter or learner): every voter is connected.  Remove voter id: a
+ * peer that is down now may always go; otherwise the connected voters but
+ * id must stay a quorum of the voters.  false means "unhealthy cluster". */
+typedef uint64_t (*members_up_since_fn)(void *arg, uint64_t id);
+bool members_connected_fully(const struct members *t, uint64_t self, uint64_t before,
+			     members_up_since_fn up_since, void *arg);
+bool members_remove_keeps_quorum(const struct members *t, uint64_t self, uint64_t id,
+				 uint64_t before, members_up_since_fn up_since, void *arg);
+
 /* --- building the INIT table (not replicated until proposed) ------------ */
 
 /* Sets the header of an uninitialised table; copies token.  0,

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,13 @@ enum node_close_step {
 	NODE_CLOSED,
 };
 
+/* One peer this member opened a raft connection to (see "peer links"). */
+struct node_link {
+	uint64_t id;
+	uint64_t up_since; /* loop time the connection came up; 0: down */
+	unsigned gen;      /* connect attempts so far: only the latest counts */
+};
+
 struct node_identity_file {
 	uint64_t cluster_id;
 	uint64_t member_id;
@@ -134,6 +142,12 @@ struct node_impl {
 	uint64_t next_probe;
 	struct raft_transfer storage_transfer;
 	bool storage_transfer_busy;
+
+	/* peer links: the TCP transport's own connect, and what came of ours */
+	int (*tcp_connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+			   const char *address, raft_uv_connect_cb cb);
+	struct node_link *links;
+	size_t n_links;
 
 	/* snapshot policy (see NODE_LOG_BYTES_MIN) */
 	unsigned threshold;
@@ -869,6 +883,97 @@ static void node_tick_cb(uv_timer_t *t)
 	}
 }
 
+/* --- peer links -----------------------------------------------------------
+ *
+ * etcd refuses a reconfiguration unless this member has been connected to
+ * the voters for a while (svc_cluster.c).  libraft does not say whether a
+ * peer is reachable, but it opens every outgoing connection through the
+ * transport's connect, and calls it again as soon as a connection breaks
+ * (it reads from its outgoing streams, so a peer that exits is noticed at
+ * once) or an attempt fails.  So node wraps connect: a link is up from a
+ * successful connect until the next connect to the same peer.  On a
+ * leader, that is every member of its configuration (it sends to all). */
+
+struct node_connect {
+	struct raft_uv_connect req;   /* ours, handed to the TCP transport */
+	struct raft_uv_connect *orig; /* libraft's */
+	raft_uv_connect_cb cb;
+	struct node *n;
+	uint64_t id;
+	unsigned gen;
+};
+
+static struct node_link *node_link_find(const struct node_impl *im, uint64_t id)
+{
+	size_t i;
+	for (i = 0; i < im->n_links; i++)
+		if (im->links[i].id == id)
+			return &im->links[i];
+	return NULL;
+}
+
+static void node_connect_done(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+{
+	struct node_connect *c = req->data;
+	struct raft_uv_connect *orig = c->orig;
+	raft_uv_connect_cb cb = c->cb;
+	struct node_impl *im = node_impl(c->n);
+	struct node_link *l = im ? node_link_find(im, c->id) : NULL;
+
+	if (l && l->gen == c->gen && status == 0) {
+		uint64_t now = uv_now(c->n->srv->loop);
+		l->up_since = now ? now : 1;
+		LOGD("raft: connected to %016" PRIx64, c->id);
+	}
+	free(c);
+	cb(orig, stream, status);
+}
+
+/* Installed as the transport's connect (node_init); libraft calls it. */
+static int node_transport_connect(struct raft_uv_transport *t, struct raft_uv_connect *req,
+				  raft_id id, const char *address, raft_uv_connect_cb cb)
+{
+	struct node *n = (struct node *)((char *)t - offsetof(struct node, transport));
+	struct node_impl *im = node_impl(n);
+	struct node_link *l = node_link_find(im, id);
+	struct node_connect *c;
+	int rv;
+
+	if (!l) {
+		struct node_link *v = realloc(im->links, (im->n_links + 1) * sizeof(*v));
+		if (!v)
+			return RAFT_NOMEM;
+		im->links = v;
+		l = &v[im->n_links++];
+		memset(l, 0, sizeof(*l));
+		l->id = id;
+	}
+	if (l->up_since)
+		LOGD("raft: connection to %016" PRIx64 " lost", (uint64_t)id);
+	l->up_since = 0;
+	l->gen++;
+	if (!(c = malloc(sizeof(*c))))
+		return RAFT_NOMEM;
+	c->req.data = c;
+	c->orig = req;
+	c->cb = cb;
+	c->n = n;
+	c->id = id;
+	c->gen = l->gen;
+	req->cb = cb;
+	rv = im->tcp_connect(t, &c->req, id, address, node_connect_done);
+	if (rv)
+		free(c);
+	return rv;
+}
+
+uint64_t node_peer_up_since(const struct node *n, uint64_t id)
+{
+	const struct node_impl *im = node_impl(n);
+	const struct node_link *l = im ? node_link_find(im, id) : NULL;
+	return l ? l->up_since : 0;
+}
+
 /* --- init / start --------------------------------------------------------- */
 
 static unsigned node_snapshot_threshold(const struct config *cfg)
@@ -983,6 +1088,8 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 		goto fail;
 	}
 	im->transport_inited = true;
+	im->tcp_connect = n->transport.connect;
+	n->transport.connect = node_transport_connect;
 	rv = raft_uv_tcp_set_bind_address(&n->transport, bind);
 	if (rv) {
 		LOGE("raft: cannot use peer listen address %s: %s", bind, n->transport.errmsg);
@@ -1045,6 +1152,7 @@ fail:
 		raft_uv_close(&n->io);
 	if (im->transport_inited)
 		raft_uv_tcp_close(&n->transport);
+	free(im->links);
 	free(im);
 	n->impl = NULL;
 	return rv;
@@ -1287,6 +1395,7 @@ static void node_close_step(struct node *n);
 /* Last step: everything of ours is off the loop. */
 static void node_closed(struct node *n)
 {
+	free(node_impl(n)->links);
 	free(n->impl);
 	n->impl = NULL;
 	if (n->close_cb)

@@ -121,6 +121,10 @@ int node_peer_addr(const char *peer_url, char *out, size_t outlen);
 /* Leader only: the highest log index known to be replicated on id; 0 when
  * unknown. */
 uint64_t node_match_index(const struct node *n, uint64_t id);
+/* Since when (loop time, ms) this member's raft connection to peer id has
+ * been up; 0 while it is down or was never made.  libraft connects only to
+ * the peers it sends to: on a leader, every member of its configuration. */
+uint64_t node_peer_up_since(const struct node *n, uint64_t id);
 /* A member that joined (--initial-cluster-state existing) learns the
  * cluster id from the replicated member table: this records it in the
  * identity file (written off the loop). */

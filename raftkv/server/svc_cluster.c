@@ -8,7 +8,7 @@
  *                learner refuses it, as etcd's learners do);
  *   MemberAdd/Remove/Update/Promote
  *                on the leader: checked here as etcd's server checks them
- *                before proposing (URLs, strict reconfiguration quorum,
+ *                before proposing (URLs, strict reconfiguration checks,
  *                learner in sync), then proposed unchanged (CMD_MEMBER_*);
  *                the fsm validates again and applies; the answer is the
  *                applied result.  A follower cannot propose (libraft): it
@@ -75,6 +75,9 @@
 /* etcd's readyPercent: a learner may be promoted once its log has 90% of
  * the leader's entries. */
 #define SVC_CLUSTER_READY_PERCENT 90
+/* etcd's HealthInterval: with --strict-reconfig-check, a reconfiguration
+ * needs this member connected to the voters for at least this long. */
+#define SVC_CLUSTER_HEALTH_INTERVAL_MS 5000
 
 struct svc_cluster {
 	struct server *srv;
@@ -289,6 +292,67 @@ static int svc_cluster_check_urls(char *const *urls, size_t n)
 	return 0;
 }
 
+/* --- strict reconfiguration checks -------------------------------------------
+ * etcd 3.4 (--strict-reconfig-check, default true) refuses, before
+ * proposing:
+ *   MemberAdd of a voter that the started voters would not make a quorum
+ *     with ("not enough started members"); then any MemberAdd, learners
+ *     too, unless this member has been connected to every voter for 5 s
+ *     ("unhealthy cluster");
+ *   MemberRemove of a voter that would leave the started voters short of a
+ *     quorum ("not enough started members"); then, unless the member is
+ *     down right now, one that would leave fewer connected voters than a
+ *     quorum ("unhealthy cluster");
+ *   MemberPromote that the started voters would not make a quorum with.
+ * "Started" is the member table's (a member publishes its name once it
+ * runs); "connected" is the leader's raft connections (node.h), which
+ * libraft keeps to every member it replicates to.  etcd checks on the
+ * member that got the call; ours relay to the leader, which checks. */
+
+static uint64_t svc_cluster_up_since(void *arg, uint64_t id)
+{
+	return node_peer_up_since(&((struct server *)arg)->node, id);
+}
+
+/* Loop time before which a connection must have come up to count. */
+static uint64_t svc_cluster_health_since(const struct server *s)
+{
+	uint64_t now = uv_now(s->loop);
+	return now > SVC_CLUSTER_HEALTH_INTERVAL_MS ? now - SVC_CLUSTER_HEALTH_INTERVAL_MS : 0;
+}
+
+static int svc_cluster_may_add(struct server *s, bool learner)
+{
+	if (!s->cfg->strict_reconfig_check)
+		return 0;
+	if (!learner && !members_ready_to_add_voter(&s->members))
+		return -KV_EMEMBERNOTENOUGHSTARTED;
+	if (!members_connected_fully(&s->members, s->member_id, svc_cluster_health_since(s),
+				     svc_cluster_up_since, s)) {
+		LOGW("cluster: refusing to add a member: this member has not been connected "
+		     "to every voter for %d s",
+		     SVC_CLUSTER_HEALTH_INTERVAL_MS / 1000);
+		return -KV_EUNHEALTHY;
+	}
+	return 0;
+}
+
+static int svc_cluster_may_remove(struct server *s, const struct member *m)
+{
+	if (!s->cfg->strict_reconfig_check || m->is_learner)
+		return 0;
+	if (!members_ready_to_remove_voter(&s->members, m->id))
+		return -KV_EMEMBERNOTENOUGHSTARTED;
+	if (!members_remove_keeps_quorum(&s->members, s->member_id, m->id,
+					 svc_cluster_health_since(s), svc_cluster_up_since, s)) {
+		LOGW("cluster: refusing to remove member %016" PRIx64 ": the voters connected "
+		     "to this member would no longer make a quorum",
+		     m->id);
+		return -KV_EUNHEALTHY;
+	}
+	return 0;
+}
+
 void svc_cluster_member_add(struct rpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
@@ -304,11 +368,9 @@ void svc_cluster_member_add(struct rpc_call *call, const uint8_t *msg, size_t le
 		arena_close(&a);
 		return;
 	}
-	/* etcd's mayAddMember with --strict-reconfig-check (the default), then
-	 * what its apply would refuse. */
-	if (rv == 0 && !req->islearner && s->cfg->strict_reconfig_check &&
-	    !members_ready_to_add_voter(&s->members))
-		rv = -KV_EMEMBERNOTENOUGHSTARTED;
+	/* etcd's mayAddMember, then what its apply would refuse. */
+	if (rv == 0)
+		rv = svc_cluster_may_add(s, req->islearner);
 	for (i = 0; rv == 0 && i < req->n_peerurls; i++)
 		if (members_find_peer_url(&s->members, req->peerurls[i]))
 			rv = -KV_EPEERURLEXIST;
@@ -343,11 +405,8 @@ void svc_cluster_member_remove(struct rpc_call *call, const uint8_t *msg, size_t
 	m = members_find(&s->members, req->id);
 	if (!m)
 		rv = -KV_EMEMBERNOTFOUND;
-	/* etcd's mayRemoveMember: learners go freely; a voter only if the
-	 * started voters left still make a quorum. */
-	else if (!m->is_learner && s->cfg->strict_reconfig_check &&
-		 !members_ready_to_remove_voter(&s->members, m->id))
-		rv = -KV_EMEMBERNOTENOUGHSTARTED;
+	else
+		rv = svc_cluster_may_remove(s, m);
 	arena_close(&a);
 	if (rv)
 		rpc_call_finish(call, rv);

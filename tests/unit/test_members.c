@@ -1,7 +1,8 @@
 /*
  * Unit tests for the replicated member table (members.c): etcd's member id
  * derivation, INIT and its idempotence, the apply of every CMD_MEMBER_*
- * command with etcd's errors, the strict reconfiguration quorum checks, and
+ * command with etcd's errors, the strict reconfiguration checks (started
+ * quorum, and connectivity against a fake of the leader's links), and
  * the image (round trip, truncated and crafted images refused, the table
  * left alone on failure).
  */
@@ -290,6 +291,84 @@ static void test_quorum_checks(void **state)
 	assert_false(members_ready_to_promote(&f->t, lid));
 }
 
+/* A fake of the leader's connections: when each member's came up. */
+struct fake_links {
+	uint64_t id[8], since[8];
+	size_t n;
+};
+
+static void fake_set(struct fake_links *l, uint64_t id, uint64_t since)
+{
+	size_t i;
+	for (i = 0; i < l->n && l->id[i] != id; i++)
+		;
+	if (i == l->n)
+		l->n++;
+	l->id[i] = id;
+	l->since[i] = since;
+}
+
+static uint64_t fake_up_since(void *arg, uint64_t id)
+{
+	struct fake_links *l = arg;
+	size_t i;
+	for (i = 0; i < l->n; i++)
+		if (l->id[i] == id)
+			return l->since[i];
+	return 0;
+}
+
+/* etcd's isConnectedFullySince and mayRemoveMember's active quorum, with
+ * the health interval ending at time 100 (connected before 100 counts). */
+static void test_connectivity_checks(void **state)
+{
+	struct fx *f = *state;
+	const char *a[] = {"http://a:1", "http://b:2", "http://c:3"};
+	struct fake_links l;
+	uint64_t self, b, c, d, lid;
+
+	init_table(f, a, 3);
+	memset(&l, 0, sizeof(l));
+	self = f->t.v[0].id;
+	b = f->t.v[1].id;
+	c = f->t.v[2].id;
+	/* Nobody connected yet, or only lately: not healthy. */
+	assert_false(members_connected_fully(&f->t, self, 100, fake_up_since, &l));
+	fake_set(&l, b, 50);
+	fake_set(&l, c, 100);
+	assert_false(members_connected_fully(&f->t, self, 100, fake_up_since, &l));
+	fake_set(&l, c, 99);
+	assert_true(members_connected_fully(&f->t, self, 100, fake_up_since, &l));
+	/* All three connected: any one of them may go, self included. */
+	assert_true(members_remove_keeps_quorum(&f->t, self, b, 100, fake_up_since, &l));
+	assert_true(members_remove_keeps_quorum(&f->t, self, self, 100, fake_up_since, &l));
+
+	/* c down: removing it is fine, removing b would leave self alone of
+	 * three, and so would removing self. */
+	fake_set(&l, c, 0);
+	assert_true(members_remove_keeps_quorum(&f->t, self, c, 100, fake_up_since, &l));
+	assert_false(members_remove_keeps_quorum(&f->t, self, b, 100, fake_up_since, &l));
+	assert_false(members_remove_keeps_quorum(&f->t, self, self, 100, fake_up_since, &l));
+	/* b up but only lately: it does not count, c still down. */
+	fake_set(&l, b, 150);
+	assert_false(members_remove_keeps_quorum(&f->t, self, b, 100, fake_up_since, &l));
+
+	/* A learner never counts, connected or not; an unstarted voter does. */
+	fake_set(&l, b, 10);
+	fake_set(&l, c, 10);
+	assert_int_equal(apply_add(f, "http://l:9", true, &lid), 0);
+	assert_true(members_connected_fully(&f->t, self, 100, fake_up_since, &l));
+	assert_int_equal(apply_add(f, "http://d:4", false, &d), 0);
+	assert_false(members_connected_fully(&f->t, self, 100, fake_up_since, &l));
+	/* Four voters, three connected: removing b leaves self and c of three,
+	 * a quorum; with c down too it leaves self alone.  The unconnected d
+	 * may always go. */
+	assert_true(members_remove_keeps_quorum(&f->t, self, b, 100, fake_up_since, &l));
+	fake_set(&l, c, 0);
+	assert_false(members_remove_keeps_quorum(&f->t, self, b, 100, fake_up_since, &l));
+	assert_true(members_remove_keeps_quorum(&f->t, self, d, 100, fake_up_since, &l));
+}
+
 /* The image: a round trip is exact, and a damaged image is refused
  * without touching the table. */
 static void test_image(void **state)
@@ -349,6 +428,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remove_promote_publish, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quorum_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connectivity_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
