@@ -1331,7 +1331,11 @@ static int cf_cluster_add(struct config *cfg, const char *name, size_t nl, const
 }
 
 /* types.NewURLsMap: "name=url,name=url"; a name given twice gets two URLs;
- * an item without '=' is a name with an empty (invalid) URL. */
+ * an item without '=' is a name with an empty (invalid) URL.  The name may
+ * be empty: `etcdctl member add` prints "=url" for each member that has not
+ * started yet (it has no name until it publishes one), and etcd 3.4 takes
+ * such a line in both cluster states.  Like any name, "" given twice is one
+ * member with two URLs, as in etcd's map. */
 static int cf_parse_cluster(struct config *cfg, const char *s)
 {
 	char err[CF_ERR];
@@ -1358,10 +1362,8 @@ static int cf_parse_cluster(struct config *cfg, const char *s)
 			free(copy);
 			return CONFIG_EBAD;
 		}
-		if (!eq || eq == item) {
-			cf_error("error setting up initial cluster: member %s has no name "
-				 "(use name=url)",
-				 url);
+		if (!eq) { /* cf_url_parse refused the empty URL already */
+			cf_error("error setting up initial cluster: %s has no URL", item);
 			free(copy);
 			return CONFIG_EBAD;
 		}

@@ -527,8 +527,69 @@ static void test_cluster_parse(void **state)
 	assert_err_has("TLS is not supported yet");
 	config_close(&c);
 
-	assert_int_equal(parse(&c, "--initial-cluster", "=http://h:1", NULL), CONFIG_EBAD);
-	assert_err_has("has no name");
+	/* Only our own entry needs a name. */
+	assert_int_equal(parse(&c, "--initial-cluster", "=http://h:1", NULL), CONFIG_RUN);
+	assert_int_equal(config_verify_bootstrap(&c, err, sizeof(err)), -1);
+	assert_string_equal(err, "couldn't find local name \"default\" in the initial cluster "
+				 "configuration");
+	config_close(&c);
+	assert_int_equal(parse(&c, "--initial-cluster", "default=http://h:1,=", NULL), CONFIG_EBAD);
+	assert_err_has("error setting up initial cluster: URL scheme must be http, https, unix, "
+		       "or unixs: ");
+	config_close(&c);
+}
+
+/* What `etcdctl member add` prints while other added members have not
+ * started: their names are empty.  etcd 3.4 takes it when joining and when
+ * bootstrapping; every "" entry belongs to one member, as in its URLsMap. */
+static void test_cluster_empty_names(void **state)
+{
+	static const char *const states[] = {"existing", "new"};
+	struct config c;
+	char err[1024];
+	size_t i;
+	(void)state;
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(parse(&c, "--name", "m5", "--initial-advertise-peer-urls",
+				       "http://127.0.0.1:5", "--initial-cluster-state", states[i],
+				       "--initial-cluster",
+				       "m1=http://127.0.0.1:1,=http://127.0.0.1:4,"
+				       "m5=http://127.0.0.1:5,m2=http://127.0.0.1:2",
+				       NULL),
+				 CONFIG_RUN);
+		assert_int_equal(c.n_initial_cluster, 4);
+		assert_string_equal(c.initial_cluster[0].name, ""); /* sorts first */
+		assert_int_equal(c.initial_cluster[0].n_peer_urls, 1);
+		assert_string_equal(c.initial_cluster[0].peer_urls[0], "http://127.0.0.1:4");
+		assert_string_equal(c.initial_cluster[3].name, "m5");
+		assert_int_equal(config_verify_bootstrap(&c, err, sizeof(err)), 0);
+		config_close(&c);
+	}
+
+	/* Two unstarted members: one "" member with both URLs. */
+	assert_int_equal(parse(&c, "--name", "m6", "--initial-advertise-peer-urls",
+			       "http://127.0.0.1:6", "--initial-cluster-state", "existing",
+			       "--initial-cluster",
+			       "=http://127.0.0.1:5,m1=http://127.0.0.1:1,=http://127.0.0.1:4,"
+			       "m6=http://127.0.0.1:6",
+			       NULL),
+			 CONFIG_RUN);
+	assert_int_equal(c.n_initial_cluster, 3);
+	assert_string_equal(c.initial_cluster[0].name, "");
+	assert_int_equal(c.initial_cluster[0].n_peer_urls, 2);
+	assert_string_equal(c.initial_cluster[0].peer_urls[0], "http://127.0.0.1:4");
+	assert_string_equal(c.initial_cluster[0].peer_urls[1], "http://127.0.0.1:5");
+	assert_int_equal(config_verify_bootstrap(&c, err, sizeof(err)), 0);
+	config_close(&c);
+
+	/* An unnamed entry still may not repeat another member's URL. */
+	assert_int_equal(parse(&c, "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+			       "--initial-cluster",
+			       "default=http://127.0.0.1:2380,=http://127.0.0.1:2380", NULL),
+			 CONFIG_RUN);
+	assert_int_equal(config_verify_bootstrap(&c, err, sizeof(err)), -1);
+	assert_string_equal(err, "initial cluster =http://127.0.0.1:2380,"
+				 "default=http://127.0.0.1:2380 has duplicate url");
 	config_close(&c);
 }
 
@@ -760,6 +821,7 @@ int main(void)
 		cmocka_unit_test_setup(test_url_lists, clean_env),
 		cmocka_unit_test_setup(test_cluster_default, clean_env),
 		cmocka_unit_test_setup(test_cluster_parse, clean_env),
+		cmocka_unit_test_setup(test_cluster_empty_names, clean_env),
 		cmocka_unit_test_setup(test_cluster_verify, clean_env),
 		cmocka_unit_test_setup(test_unsupported, clean_env),
 		cmocka_unit_test_setup(test_accepted, clean_env),
