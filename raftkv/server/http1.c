@@ -367,10 +367,13 @@ static void http1_not_found(struct http1_req *req)
 }
 
 /* etcd 3.4 etcdhttp.NewHealthHandler: health is a string, and an unhealthy
- * member answers 503 through http.Error. */
+ * member answers 503 through http.Error.  A member that cannot persist also
+ * says why, in etcd 3.5's "reason" field (3.4 has none; its member would
+ * have exited). */
 static void http1_health(struct http1_req *req)
 {
 	static const char ok[] = "{\"health\":\"true\"}";
+	char why[128], body[192];
 
 	if (!http1_method_is(req, "GET")) {
 		http1_error(req, 405, "Method Not Allowed", "Allow: GET\r\n");
@@ -379,10 +382,15 @@ static void http1_health(struct http1_req *req)
 	if (svc_health(req->srv)) {
 		metrics.health_success++;
 		http1_respond_go(req, 200, "text/plain; charset=utf-8", true, NULL, ok, sizeof(ok) - 1);
-	} else {
-		metrics.health_failures++;
-		http1_error(req, 503, "{\"health\":\"false\"}", NULL);
+		return;
 	}
+	metrics.health_failures++;
+	/* The reason is plain ASCII without quotes or backslashes. */
+	if (node_storage_reason(&req->srv->node, why, sizeof(why)))
+		snprintf(body, sizeof(body), "{\"health\":\"false\",\"reason\":\"%s\"}", why);
+	else
+		snprintf(body, sizeof(body), "{\"health\":\"false\"}");
+	http1_error(req, 503, body, NULL);
 }
 
 /* promhttp answers every method, uncompressed unless asked: we never

@@ -80,9 +80,15 @@
 #define NODE_ADDR_MAX 300
 #define NODE_DRAIN_POLL_MS 5
 #define NODE_TRANSFER_ATTEMPTS 3
-#define NODE_STATFS_EVERY_MS 10000
+/* Free space is checked this often: a full disk must be noticed within
+ * about an election timeout (see "storage health"). */
+#define NODE_STATFS_EVERY_MS 1000
 #define NODE_LOW_SPACE_BYTES (128ull << 20)
 #define NODE_WARN_EVERY_MS 30000
+/* A member that cannot persist waits this many election timeouts before it
+ * campaigns (normally 1 to 2): any other member campaigns first. */
+#define NODE_NO_CAMPAIGN_FACTOR 10
+#define NODE_DISK_RETRY_MS 250
 
 enum node_close_step {
 	NODE_RUNNING = 0,
@@ -140,8 +146,14 @@ struct node_impl {
 	uint64_t stored;    /* raft last_stored when it last moved */
 	uint64_t stored_since;
 	uint64_t next_probe;
+	uint64_t segment_bytes;  /* size of the log segments libraft prepares */
+	uint64_t storage_since;  /* loop time the current storage error began */
 	struct raft_transfer storage_transfer;
 	bool storage_transfer_busy;
+	unsigned transfer_tries; /* hand-offs tried since the error began */
+	uint64_t next_transfer;
+	bool no_campaign;        /* election timeout stretched */
+	int storage_err;         /* node_storage_error at the last tick */
 
 	/* peer links: the TCP transport's own connect, and what came of ours */
 	int (*tcp_connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
@@ -686,9 +698,9 @@ static void node_statfs_cb(uv_fs_t *req)
 		if (avail < NODE_LOW_SPACE_BYTES &&
 		    (im->last_space_warn == 0 || now - im->last_space_warn >= NODE_WARN_EVERY_MS)) {
 			im->last_space_warn = now;
-			LOGW("data dir %s: only %" PRIu64 " MiB free; once the log cannot grow, "
-			     "writes fail with \"%s\"",
-			     n->srv->cfg->data_dir, avail >> 20, kv_err_message(-KV_ENOSPACE));
+			LOGW("data dir %s: only %" PRIu64 " MiB free; once the raft log cannot "
+			     "grow, this member stops serving (see /health)",
+			     n->srv->cfg->data_dir, avail >> 20);
 		}
 	}
 	uv_fs_req_cleanup(req);
@@ -724,58 +736,130 @@ static void node_watch_commit(struct node *n, int st, uint64_t now)
 
 /* --- storage health -----------------------------------------------------
  *
- * Two ways a member stops being able to persist, both visible to clients
- * as failed requests with a clear error and as /health false, never as a
- * hang:
+ * Two ways a member stops being able to persist:
  *   no_space: libraft 0.22.1 refuses a new entry (raft_apply/raft_barrier
- *     return RAFT_NOSPACE) once it cannot prepare a log segment: the disk
- *     is full.  Those requests fail at once with "database space exceeded".
- *     A refused submission sets it; the next accepted one clears it, and
- *     while it is set the leader probes with a barrier every second.
- *   stuck: entries were accepted but last_stored has not moved for a few
- *     seconds (libraft retries failed writes forever and says nothing).
- *     Requests waiting for them fail (their outcome is unknown, as after a
- *     leadership change) and new ones are refused until a write lands.
- * In both cases a leader with other voters hands leadership away, so that
- * the cluster keeps serving while this member cannot. */
+ *     return RAFT_NOSPACE) when a majority of the voters report that they
+ *     cannot prepare log segments (each member reports its own; alone, that
+ *     is this member).  It is this member's disk only when it is the only
+ *     voter or statfs says its disk is full: a new leader also gets it for a
+ *     moment while the full member it took over from is all it has heard
+ *     from.  A refused submission sets it; the next accepted one clears it
+ *     (a leader probes with a barrier every second meanwhile), and so does
+ *     a follower persisting entries again or finding room for two
+ *     segments.
+ *   stuck: entries were accepted but last_stored has not moved (libraft
+ *     retries failed writes forever and says nothing): after one election
+ *     timeout when statfs says the disk cannot hold another log segment
+ *     (full), after max(5 s, 5 election timeouts) otherwise (failing, or
+ *     very slow).  Requests waiting for them fail with "request timed out":
+ *     their outcome is unknown (followers may commit the entries, and
+ *     libraft writes them once the disk takes writes again).
+ * Meanwhile (node_storage_error), until the disk takes writes again:
+ *   - a leader with another voter hands leadership away, again and again
+ *     until it no longer leads (0.22.1 may let a transfer time out), so the
+ *     others keep serving writes;
+ *   - a follower does not campaign: libraft already keeps a member with
+ *     unpersisted entries from it, and node stretches the election timeout
+ *     of one that libraft refused (NODE_NO_CAMPAIGN_FACTOR), so it is not
+ *     elected while others can be; a TimeoutNow may still elect it, which
+ *     it then hands on at once;
+ *   - with another voter, client requests are refused (svc_unfit), so that
+ *     clients go to another member; a lone voter serves reads, and writes
+ *     fail in prop;
+ *   - it is logged, /health is false and Status.errors says why
+ *     (node_storage_reason).
+ * No alarm is raised: etcd has none for this (a WAL write that fails makes
+ * the member exit), and alarms are replicated: NOSPACE would stop writes on
+ * every member when only this one's disk is full. */
+
+static bool node_disk_full(const struct node_impl *im)
+{
+	return im->avail != UINT64_MAX && im->avail < im->segment_bytes;
+}
+
+static unsigned node_voters(const struct node *n);
 
 static void node_storage_transfer_done(struct raft_transfer *req)
 {
 	struct node *n = req->data;
 	struct node_impl *im = node_impl(n);
+	uint64_t leader = node_leader(n);
+
 	im->storage_transfer_busy = false;
-	if (raft_state(&n->raft) != RAFT_LEADER)
-		LOGI("raft: handed leadership away from a member that cannot persist");
+	if (raft_state(&n->raft) != RAFT_LEADER) {
+		LOGW("raft: leadership handed to %016" PRIx64 " (0: none yet): this member "
+		     "cannot persist",
+		     leader);
+		im->transfer_tries = 0;
+		return;
+	}
+	/* Under load 0.22.1 may drop the TimeoutNow: the tick tries again. */
+	LOGW("raft: handing leadership away (attempt %u) did not take; trying again",
+	     im->transfer_tries);
+	im->next_transfer = uv_now(n->srv->loop) + n->srv->cfg->heartbeat_ms;
 }
 
-static void node_storage_step_down(struct node *n)
+/* A leader that cannot persist: one more try at handing leadership away. */
+static void node_storage_step_down(struct node *n, uint64_t now)
 {
 	struct node_impl *im = node_impl(n);
-	unsigned i, voters = 0;
 	int rv;
-	for (i = 0; i < n->raft.configuration.n; i++)
-		if (n->raft.configuration.servers[i].role == RAFT_VOTER)
-			voters++;
-	if (im->storage_transfer_busy || im->step != NODE_RUNNING ||
-	    raft_state(&n->raft) != RAFT_LEADER || voters < 2)
+	if (im->storage_transfer_busy || im->step != NODE_RUNNING || now < im->next_transfer ||
+	    raft_state(&n->raft) != RAFT_LEADER || node_voters(n) < 2)
 		return;
 	memset(&im->storage_transfer, 0, sizeof(im->storage_transfer));
 	im->storage_transfer.data = n;
+	im->transfer_tries++;
 	rv = raft_transfer(&n->raft, &im->storage_transfer, 0, node_storage_transfer_done);
-	if (rv == 0)
+	if (rv == 0) {
 		im->storage_transfer_busy = true;
-	else
+	} else {
 		LOGW("raft: cannot hand leadership away: %s", raft_strerror(rv));
+		im->next_transfer = now + n->srv->cfg->election_ms;
+	}
+}
+
+/* Whether libraft's refusal is about this member's own disk. */
+static bool node_no_space_here(const struct node *n)
+{
+	const struct node_impl *im = node_impl(n);
+	return im->no_space && (node_voters(n) < 2 || node_disk_full(im));
 }
 
 int node_storage_error(const struct node *n)
 {
 	const struct node_impl *im = node_impl(n);
-	if (!im || (!im->no_space && !im->stuck))
+	bool here;
+	if (!im)
 		return 0;
-	if (im->no_space || (im->avail != UINT64_MAX && im->avail < NODE_LOW_SPACE_BYTES))
+	here = node_no_space_here(n);
+	if (!here && !im->stuck)
+		return 0;
+	if (here || (im->avail != UINT64_MAX && im->avail < NODE_LOW_SPACE_BYTES))
 		return -KV_ENOSPACE;
 	return -KV_EIO;
+}
+
+int node_storage_refuse(const struct node *n)
+{
+	return node_storage_error(n) && node_voters(n) >= 2 ? -KV_EIO : 0;
+}
+
+int node_storage_reason(const struct node *n, char *buf, size_t len)
+{
+	const struct node_impl *im = node_impl(n);
+	int err = node_storage_error(n);
+	uint64_t secs;
+	if (!err)
+		return 0;
+	secs = im->storage_since && im->storage_err ?
+		       (uv_now(n->srv->loop) - im->storage_since) / 1000 : 0;
+	if (node_no_space_here(n))
+		snprintf(buf, len, "disk full: the raft log cannot grow (for %" PRIu64 " s)", secs);
+	else
+		snprintf(buf, len, "disk %s: nothing persisted for %" PRIu64 " s",
+			 err == -KV_ENOSPACE ? "full" : "failing", secs);
+	return err;
 }
 
 /* What libraft said to a submission (raft_apply or raft_barrier). */
@@ -784,15 +868,23 @@ static void node_storage_submitted(struct node *n, int raft_rv)
 	struct node_impl *im = node_impl(n);
 	if (raft_rv == RAFT_NOSPACE && !im->no_space) {
 		im->no_space = true;
-		LOGE("raft: the log in %s cannot grow (%s%" PRIu64 " MiB free): writes and "
-		     "linearizable reads fail with \"%s\" and /health is false until space is "
-		     "freed",
-		     n->srv->cfg->data_dir, im->avail == UINT64_MAX ? "about " : "",
-		     im->avail == UINT64_MAX ? 0 : im->avail >> 20, kv_err_message(-KV_ENOSPACE));
-		node_storage_step_down(n);
+		if (node_no_space_here(n))
+			LOGE("raft: the log in %s cannot grow (%s%" PRIu64 " MiB free): %s until "
+			     "space is freed",
+			     n->srv->cfg->data_dir, im->avail == UINT64_MAX ? "about " : "",
+			     im->avail == UINT64_MAX ? 0 : im->avail >> 20,
+			     node_voters(n) >= 2 ? "it does not lead, clients are refused and "
+						   "/health is false"
+						 : "writes and linearizable reads fail and "
+						   "/health is false");
+		else
+			LOGW("raft: an entry was refused: a majority of the voters report no room "
+			     "for their logs (this member has %" PRIu64 " MiB free); writes fail "
+			     "with \"%s\" until they have",
+			     im->avail == UINT64_MAX ? 0 : im->avail >> 20,
+			     kv_err_message(-KV_ENOSPACE));
 	} else if (raft_rv == 0 && im->no_space) {
 		im->no_space = false;
-		LOGI("raft: the log in %s can grow again: writes resume", n->srv->cfg->data_dir);
 	}
 }
 
@@ -811,18 +903,22 @@ static void node_watch_storage(struct node *n, int st, uint64_t now)
 
 	if (limit < 5000)
 		limit = 5000;
+	if (node_disk_full(im))
+		limit = n->srv->cfg->election_ms;
 	if (im->no_space && st == RAFT_LEADER && now >= im->next_probe) {
 		im->next_probe = now + 1000;
 		node_barrier(n, node_probe_done, NULL); /* updates no_space either way */
 	}
+	/* A follower that persists entries, or finds room for two segments,
+	 * can grow its log again. */
+	if (im->no_space && st != RAFT_LEADER &&
+	    ((stored != im->stored && stored > 0) ||
+	     (im->avail != UINT64_MAX && im->avail >= 2 * im->segment_bytes)))
+		im->no_space = false;
 	if (stored != im->stored || stored >= last) {
 		im->stored = stored;
 		im->stored_since = now;
-		if (im->stuck) {
-			im->stuck = false;
-			LOGI("raft: entries are persisted to %s again: writes resume",
-			     n->srv->cfg->data_dir);
-		}
+		im->stuck = false;
 		return;
 	}
 	if (im->stuck || now - im->stored_since < limit)
@@ -830,12 +926,45 @@ static void node_watch_storage(struct node *n, int st, uint64_t now)
 	im->stuck = true;
 	err = node_storage_error(n);
 	LOGE("raft: nothing persisted to %s for %" PRIu64 " s with %" PRIu64 " entries waiting "
-	     "(%s): requests waiting for them fail, new ones fail with \"%s\" and /health is "
-	     "false until the disk accepts writes again",
+	     "(%s): requests waiting for them fail with \"%s\"; %s until the disk accepts "
+	     "writes again",
 	     n->srv->cfg->data_dir, (now - im->stored_since) / 1000, last - stored,
-	     err == -KV_ENOSPACE ? "the disk is full" : "the disk is failing", kv_err_message(err));
-	node_storage_step_down(n);
-	prop_fail_all(&n->srv->prop, err);
+	     err == -KV_ENOSPACE ? "the disk is full" : "the disk is failing",
+	     kv_err_message(-KV_ETIMEOUT),
+	     node_voters(n) >= 2 ? "it does not lead, clients are refused and /health is "
+				   "false"
+				 : "new writes fail and /health is false");
+	prop_fail_all(&n->srv->prop, -KV_ETIMEOUT);
+}
+
+/* What a member that cannot persist does about it (see above). */
+static void node_storage_act(struct node *n, int st, uint64_t now)
+{
+	struct node_impl *im = node_impl(n);
+	int e = node_storage_error(n);
+	bool err = e != 0, others = node_voters(n) >= 2;
+	bool stretch = err && others && st != RAFT_LEADER;
+
+	if (err && !im->storage_err)
+		im->storage_since = now;
+	if (!err && im->storage_err) {
+		LOGI("raft: %s takes writes again: this member serves clients and may lead "
+		     "again",
+		     n->srv->cfg->data_dir);
+		im->transfer_tries = 0;
+	}
+	im->storage_err = e;
+	if (err && others && st == RAFT_LEADER)
+		node_storage_step_down(n, now);
+	if (stretch != im->no_campaign) {
+		im->no_campaign = stretch;
+		raft_set_election_timeout(&n->raft, stretch ? NODE_NO_CAMPAIGN_FACTOR *
+								n->srv->cfg->election_ms
+							  : n->srv->cfg->election_ms);
+		if (stretch)
+			LOGW("raft: this member cannot persist: it will not campaign while "
+			     "another member can lead");
+	}
 }
 
 static void node_tick_cb(uv_timer_t *t)
@@ -873,6 +1002,7 @@ static void node_tick_cb(uv_timer_t *t)
 	im->last_term = term;
 	node_watch_commit(n, st, now);
 	node_watch_storage(n, st, now);
+	node_storage_act(n, st, now);
 
 	if (!im->statfs_busy && now >= im->next_statfs) {
 		im->next_statfs = now + NODE_STATFS_EVERY_MS;
@@ -1106,12 +1236,18 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 	im->io_inited = true;
 	/* No-op in 0.22.1 (files are written raw); fsm.c compresses itself. */
 	raft_uv_set_snapshot_compression(&n->io, false);
+	/* libraft retries a failed log write forever; retry often, so that a
+	 * member whose disk was full takes writes soon after space is freed. */
+	raft_uv_set_disk_retry(&n->io, NODE_DISK_RETRY_MS);
 	/* One entry is at most a 1 MiB batch plus the largest request (prop.c);
 	 * keep two per segment, as entries larger than a segment are untested
 	 * in libraft.  The default 8 MiB covers the default 1.5 MiB limit. */
 	segment = 2 * ((size_t)cfg->max_request_bytes + (1u << 20) + 4096);
-	if (segment > (8u << 20))
+	im->segment_bytes = 8u << 20; /* libraft's default */
+	if (segment > (8u << 20)) {
 		raft_uv_set_segment_size(&n->io, (segment + 4095) & ~(size_t)4095);
+		im->segment_bytes = (segment + 4095) & ~(size_t)4095;
+	}
 
 	node_guard_init(&im->guard, &n->io);
 	im->guard_inited = true;

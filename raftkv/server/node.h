@@ -89,8 +89,18 @@ void node_note_snapshot(struct node *n, size_t image_bytes);
 uint64_t node_seq_base(const struct node *n);
 /* 0 while this member can persist raft entries; -KV_ENOSPACE when the log
  * cannot grow (disk full) or -KV_EIO when accepted entries stopped being
- * written: /health is false and prop refuses requests meanwhile. */
+ * written: /health is false and prop refuses requests meanwhile; a leader
+ * hands leadership to another voter and a follower does not campaign. */
 int node_storage_error(const struct node *n);
+/* -KV_EIO when this member cannot persist and another voter can serve its
+ * clients instead (they should go there, as from an etcd member that died
+ * of a full disk); 0 otherwise, also for a lone voter, which keeps serving
+ * reads. */
+int node_storage_refuse(const struct node *n);
+/* When node_storage_error: a short reason for /health and Status ("disk
+ * full: ..."), without the data dir's path; returns the error, or 0 and
+ * leaves buf alone. */
+int node_storage_reason(const struct node *n, char *buf, size_t len);
 
 /* --- membership (leader only; svc_cluster.c drives them) -----------------
  * One libraft configuration change at a time: while one is in flight the

@@ -8,6 +8,7 @@
 #ifndef RAFTKV_SVC_H
 #define RAFTKV_SVC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "server/rpc.h"
@@ -25,6 +26,12 @@ struct svc_response {
 void svc_header_fill(struct server *s, Etcdserverpb__ResponseHeader *h);
 /* /health: 1 when this member has a leader and no alarm is raised. */
 int svc_health(struct server *s);
+/* When this member cannot persist and another voter can serve its clients
+ * (node_storage_refuse): finishes call with "etcdserver: storage failure"
+ * (UNAVAILABLE, so that clients try another member) and returns true.  The
+ * KV, Lease and Watch handlers ask first; Maintenance and Cluster calls are
+ * still served (status, hashes, member list: what an operator needs). */
+bool svc_unfit(struct rpc_call *call);
 
 /* KV */
 void svc_kv_range(struct rpc_call *call, const uint8_t *msg, size_t len);

@@ -85,7 +85,7 @@ static void svc_propose(struct rpc_call *call, enum cmd_type type, const uint8_t
 {
 	struct server *s = rpc_call_server(call);
 	int rv;
-	if (svc_not_published(call))
+	if (svc_unfit(call) || svc_not_published(call))
 		return;
 	/* A follower relays the client's bytes to the leader (forward.h). */
 	if (forward_try(call, svc_kv_path(type), msg, len))
@@ -231,9 +231,12 @@ static void svc_read_start(struct rpc_call *call, struct svc_read *r, int serial
 void svc_kv_range(struct rpc_call *call, const uint8_t *msg, size_t len)
 {
 	struct server *s = rpc_call_server(call);
-	struct svc_read *r = svc_read_new(call, &etcdserverpb__range_request__descriptor, msg, len);
+	struct svc_read *r;
 	Etcdserverpb__RangeRequest *req;
 	int rv;
+	if (svc_unfit(call))
+		return;
+	r = svc_read_new(call, &etcdserverpb__range_request__descriptor, msg, len);
 	if (!r) {
 		rpc_call_finish(call, -KV_ENOMEM);
 		return;
@@ -311,6 +314,8 @@ void svc_kv_txn(struct rpc_call *call, const uint8_t *msg, size_t len)
 	struct svc_read *r;
 	Etcdserverpb__TxnRequest *req;
 	int rv;
+	if (svc_unfit(call))
+		return;
 	/* protobuf-c recurses once per nesting level: refuse deep nesting
 	 * before unpacking, or a small request could overflow the stack. */
 	rv = kvs_check_txn_wire(msg, len);

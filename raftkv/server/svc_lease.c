@@ -226,6 +226,8 @@ static void svc_lease_propose(struct rpc_call *call, enum cmd_type type, const u
 	struct server *s = rpc_call_server(call);
 	int rv;
 
+	if (svc_unfit(call))
+		return;
 	/* A follower relays the request to the leader (forward.h). */
 	if (forward_try(call,
 			type == CMD_LEASE_GRANT ? "/etcdserverpb.Lease/LeaseGrant"
@@ -320,7 +322,7 @@ void svc_lease_keep_alive(struct rpc_call *call, const uint8_t *msg, size_t len)
 	int64_t ttl = 0;
 	int rv;
 
-	if (rpc_call_gone(call))
+	if (rpc_call_gone(call) || svc_unfit(call))
 		return;
 	arena_init(&a);
 	req = etcdserverpb__lease_keep_alive_request__unpack(arena_pb_allocator(&a), len, msg);
@@ -409,6 +411,8 @@ void svc_lease_time_to_live(struct rpc_call *call, const uint8_t *msg, size_t le
 	struct lease_info info;
 	struct arena a;
 
+	if (svc_unfit(call))
+		return;
 	arena_init(&a);
 	req = etcdserverpb__lease_time_to_live_request__unpack(arena_pb_allocator(&a), len, msg);
 	if (req == NULL) {
@@ -476,6 +480,8 @@ void svc_lease_leases(struct rpc_call *call, const uint8_t *msg, size_t len)
 	uint64_t count;
 	struct arena a;
 
+	if (svc_unfit(call))
+		return;
 	arena_init(&a);
 	req = etcdserverpb__lease_leases_request__unpack(arena_pb_allocator(&a), len, msg);
 	if (req == NULL) {

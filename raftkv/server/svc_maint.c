@@ -70,16 +70,22 @@ static void svc_send(struct rpc_call *call, const ProtobufCMessage *resp, struct
 	arena_close(a);
 }
 
-/* etcd 3.4's Status.errors: "etcdserver: no leader", then every alarm. */
+/* etcd 3.4's Status.errors: "etcdserver: no leader", then every alarm;
+ * ours add why this member cannot persist, if it cannot. */
 static int svc_status_errors(struct server *s, struct arena *a, Etcdserverpb__StatusResponse *resp)
 {
-	size_t i, n = s->alarms.n + 1;
-	char buf[96];
+	size_t i, n = s->alarms.n + 2;
+	char buf[160], why[128];
 	resp->errors = arena_alloc(a, n * sizeof(*resp->errors));
 	if (!resp->errors)
 		return -KV_ENOMEM;
 	if (node_leader(&s->node) == 0)
 		resp->errors[resp->n_errors++] = (char *)kv_err_message(-KV_ENOLEADER);
+	if (node_storage_reason(&s->node, why, sizeof(why))) {
+		snprintf(buf, sizeof(buf), "%s: %s", kv_err_message(-KV_EIO), why);
+		if (!(resp->errors[resp->n_errors++] = arena_memdup(a, buf, strlen(buf) + 1)))
+			return -KV_ENOMEM;
+	}
 	for (i = 0; i < s->alarms.n; i++) {
 		alarm_describe(&s->alarms.v[i], buf, sizeof(buf));
 		resp->errors[resp->n_errors] = arena_memdup(a, buf, strlen(buf) + 1);
@@ -437,6 +443,14 @@ void svc_maint_move_leader(struct rpc_call *call, const uint8_t *msg, size_t len
 		rpc_call_finish(call, rv);
 		rpc_call_release(call);
 	}
+}
+
+bool svc_unfit(struct rpc_call *call)
+{
+	int err = node_storage_refuse(&rpc_call_server(call)->node);
+	if (err)
+		rpc_call_finish(call, err);
+	return err != 0;
 }
 
 int svc_health(struct server *s)

@@ -8,8 +8,10 @@
  * the call, tells the hub how much output the transport still holds for the
  * stream (backpressure), and ends `hasleader` streams with "etcdserver: no
  * leader" when this member has had no leader for 3 election timeouts, as
- * etcd's monitorLeader does.  A client half-close does not end the stream
- * (etcd keeps sending events until the client cancels it).
+ * etcd's monitorLeader does, and every stream with "etcdserver: storage
+ * failure" once this member cannot persist while others can serve (its
+ * store would stop moving; svc_unfit).  A client half-close does not end
+ * the stream (etcd keeps sending events until the client cancels it).
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -57,7 +59,14 @@ static void svc_watch_check(void *sink)
 	struct svc_watch *sw = sink;
 	struct server *s = rpc_call_server(sw->call);
 
-	if (!sw->require_leader || rpc_call_gone(sw->call))
+	if (rpc_call_gone(sw->call))
+		return;
+	/* This member cannot persist, so its store falls behind: its
+	 * watchers would wait for events forever.  Ending the stream sends
+	 * them to another member, where they resume from their revision. */
+	if (svc_unfit(sw->call))
+		return;
+	if (!sw->require_leader)
 		return;
 	if (node_leader(&s->node) != 0) {
 		sw->no_leader = 0;
@@ -81,6 +90,8 @@ static struct svc_watch *svc_watch_open(struct rpc_call *call)
 	struct svc_watch *sw;
 	int rv;
 
+	if (svc_unfit(call))
+		return NULL;
 	if (s->watch == NULL && (rv = watch_hub_new(s, &s->watch)) != 0) {
 		rpc_call_finish(call, rv);
 		return NULL;

@@ -20,8 +20,10 @@ alarm also travels through a raft snapshot):
 Disk full (raftkv only, and only where a tmpfs can be mounted, i.e. as
 root): a member whose data dir sits on a 24 MiB tmpfs that is then filled
 answers writes with ResourceExhausted "etcdserver: mvcc: database space
-exceeded" at once (no hang), reports /health false (503) and still serves
+exceeded" at once (no hang), reports /health false (503, with a "reason"
+that says the disk is full) and, being the only member, still serves
 serializable reads; once space is freed it is healthy and writes again.
+(cluster_disk_full.py: the same on one member of three.)
 (etcd dies on a full disk: "failed to write" on its WAL.)
 """
 import json
@@ -215,7 +217,10 @@ def disk_full(t):
         eq(failed, (grpc.StatusCode.RESOURCE_EXHAUSTED, NOSPACE), "a put on a full disk")
         log("disk full: put #%d failed at once" % (i + 1))
         cluster.wait_until(lambda: health(m)[0] == 503, 5, "/health false on a full disk")
-        eq(health(m), (503, '{"health":"false"}\n'), "/health on a full disk")
+        code, body = health(m)
+        h = json.loads(body)
+        eq((code, h["health"]), (503, "false"), "/health on a full disk")
+        check(h.get("reason", "").startswith("disk full: "), "/health says why: %r" % body)
         eq(m.ctl("get", "disk/0", "--consistency=s", "--keys-only").stdout.strip(), "disk/0",
            "serializable read on a full disk")
         check("cannot grow" in m.log_text(), "no log line says the log cannot grow")
