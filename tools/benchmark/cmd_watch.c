@@ -111,6 +111,52 @@ static void watch_wait_events(struct bench *b, struct watch_run *w, struct watch
 			  (unsigned long long)w->events, (unsigned long long)w->expected);
 }
 
+struct watch_slot {
+	uint64_t idx;
+	size_t k;
+};
+
+static int watch_slot_cmp(const void *a, const void *b)
+{
+	const struct watch_slot *x = a, *y = b;
+
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The events the puts should produce.  Watched keys may repeat (several
+ * slots with the same key index, e.g. random keys from a small key space),
+ * and a put to a key reaches every watcher of that key, whichever slot it
+ * was created for: as etcd's tool, count watchers per distinct key. */
+static int watch_expected(struct watch_run *w)
+{
+	size_t n = (size_t)w_key_total, i, j;
+	struct watch_slot *s = calloc(n, sizeof(*s));
+	uint64_t *per_key = calloc(n, sizeof(*per_key));
+
+	if (!s || !per_key) {
+		free(s);
+		free(per_key);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		s[i] = (struct watch_slot){.idx = w->idx[i], .k = i};
+	qsort(s, n, sizeof(*s), watch_slot_cmp);
+	for (i = 0; i < n; i = j) {
+		uint64_t sum = 0;
+
+		for (j = i; j < n && s[j].idx == s[i].idx; j++)
+			sum += w->watchers[s[j].k];
+		for (j = i; j < n && s[j].idx == s[i].idx; j++)
+			per_key[s[j].k] = sum;
+	}
+	w->expected = 0;
+	for (int64_t p = 0; p < w_put_total; p++)
+		w->expected += per_key[p % w_key_total];
+	free(s);
+	free(per_key);
+	return 0;
+}
+
 static int watch_prepare(struct watch_run *w)
 {
 	size_t n = (size_t)w_key_total, ks = (size_t)w_key_size;
@@ -175,8 +221,8 @@ static int watch_run(struct bench *b, int argc, char **argv)
 	printf("Watch creation summary:");
 	report_print(&cr, stdout, b->precise);
 
-	for (int64_t i = 0; i < w_put_total; i++)
-		w.expected += w.watchers[i % w_key_total];
+	if (watch_expected(&w))
+		goto out;
 	w.events = 0;
 	w.all = w.expected == 0;
 	rnd_bytes(val, (size_t)w_val_size);
