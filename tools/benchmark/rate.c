@@ -1,8 +1,8 @@
 /*
  * rate: --rate and --put-rate.  A token bucket refilled at per_sec tokens a
- * second that holds at most 10 ms worth (and at least two tokens, so that
- * a timer that fires late is made up for by the next wait), so that the
- * rate is kept on average without long bursts after a stall.  Whoever
+ * second.  It holds at most 10 ms worth, so that the rate is kept on
+ * average without long bursts after a stall, and at least two tokens, so
+ * that a timer that fires late is made up for by the next wait.  Whoever
  * finds it empty waits in a FIFO; one libuv timer wakes waiters as tokens
  * come in (libuv timers tick in milliseconds, so at high rates several
  * waiters go per tick).  per_sec 0 means no limit: rate_take() always
