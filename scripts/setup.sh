@@ -6,6 +6,8 @@
 #   ./scripts/setup.sh --test     also what `make check` needs: the real etcd
 #                                 and etcdctl, python3-etcd3, python3-etcd3gw,
 #                                 curl
+#   ./scripts/setup.sh --bench    also what tools/bench/compare.py needs: the
+#                                 real etcd, /usr/bin/time, matplotlib
 #   ./scripts/setup.sh --no-build install (and run autoreconf) only
 #
 # Safe to run again: apt is only used when a package is missing, and the build
@@ -14,12 +16,14 @@
 set -eu
 
 with_tests=no
+with_bench=no
 build=yes
 for arg in "$@"; do
 	case $arg in
 	--test) with_tests=yes ;;
+	--bench) with_bench=yes ;;
 	--no-build) build=no ;;
-	-h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -40,6 +44,7 @@ BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev liblz4-dev
 	libmd-dev libjansson-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	libbsd-dev libcmocka-dev"
 TEST_PKGS="etcd-server etcd-client python3 python3-etcd3 python3-etcd3gw curl"
+BENCH_PKGS="etcd-server etcd-client python3 time python3-matplotlib"
 RAFT_MIN=0.22.1
 
 installed() {
@@ -54,6 +59,7 @@ raft_ok() {
 missing=
 pkgs=$BUILD_PKGS
 [ $with_tests = yes ] && pkgs="$pkgs $TEST_PKGS"
+[ $with_bench = yes ] && pkgs="$pkgs $BENCH_PKGS"
 for p in $pkgs; do
 	installed "$p" || missing="$missing $p"
 done

@@ -3,7 +3,7 @@
  *
  *   output  walks a message through its descriptor and writes Go's bytes
  *           (jsonpb's choices, encoding/json's string escaping); base64 is
- *           OpenSSL's.
+ *           glibc's (b64_ntop/b64_pton).
  *   scanner a port of Go's encoding/json scanner state machine: it finds
  *           where a value ends (json.Decoder) or checks a whole text
  *           (json.Unmarshal) and words its errors exactly as Go does.
