@@ -171,6 +171,7 @@ struct node_impl {
 
 	struct node_guard guard; /* InstallSnapshot vs our own snapshot */
 	bool guard_inited;
+	bool seen_leader;     /* the short first-election timeout is over */
 };
 
 /* One request in flight through libraft. */
@@ -937,6 +938,24 @@ static void node_watch_storage(struct node *n, int st, uint64_t now)
 	prop_fail_all(&n->srv->prop, -KV_ETIMEOUT);
 }
 
+/* etcd fast-forwards a starting member's election ticks, so a new cluster
+ * elects within a tick or two; libraft waits a full randomized timeout (1-2x
+ * --election-timeout), which made a 3-member start take 1.3 s against
+ * etcd's 0.3 s.  Until this member has seen a leader it campaigns on a
+ * short timeout instead (pre-vote keeps that from disrupting a running
+ * cluster it joins); the configured one holds from the first leader on. */
+static unsigned node_election_timeout(const struct node *n, const struct node_impl *im)
+{
+	unsigned e = n->srv->cfg->election_ms, hb = n->srv->cfg->heartbeat_ms, s;
+
+	if (im->no_campaign)
+		return NODE_NO_CAMPAIGN_FACTOR * e;
+	if (im->seen_leader)
+		return e;
+	s = e / 4 > 3 * hb ? e / 4 : 3 * hb;
+	return s < e ? s : e;
+}
+
 /* What a member that cannot persist does about it (see above). */
 static void node_storage_act(struct node *n, int st, uint64_t now)
 {
@@ -958,9 +977,7 @@ static void node_storage_act(struct node *n, int st, uint64_t now)
 		node_storage_step_down(n, now);
 	if (stretch != im->no_campaign) {
 		im->no_campaign = stretch;
-		raft_set_election_timeout(&n->raft, stretch ? NODE_NO_CAMPAIGN_FACTOR *
-								n->srv->cfg->election_ms
-							  : n->srv->cfg->election_ms);
+		raft_set_election_timeout(&n->raft, node_election_timeout(n, im));
 		if (stretch)
 			LOGW("raft: this member cannot persist: it will not campaign while "
 			     "another member can lead");
@@ -997,6 +1014,10 @@ static void node_tick_cb(uv_timer_t *t)
 		     n->srv->member_id, node_state_name(st), n->leader_id, term);
 	if (leader && leader != n->leader_id)
 		metrics.leader_changes++;
+	if (leader && !im->seen_leader) {
+		im->seen_leader = true;
+		raft_set_election_timeout(&n->raft, node_election_timeout(n, im));
+	}
 	n->leader_id = leader;
 	im->last_state = st;
 	im->last_term = term;
@@ -1260,7 +1281,7 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 	im->raft_inited = true;
 	n->raft.data = n;
 	raft_set_heartbeat_timeout(&n->raft, cfg->heartbeat_ms);
-	raft_set_election_timeout(&n->raft, cfg->election_ms);
+	raft_set_election_timeout(&n->raft, node_election_timeout(n, im));
 	raft_set_pre_vote(&n->raft, true);
 	/* The default 32 also caps local persistence: 3x slower pipelines. */
 	raft_set_max_inflight_entries(&n->raft, 2048);

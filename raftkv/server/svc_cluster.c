@@ -65,10 +65,18 @@
 #include "server/server.h"
 #include "server/svc.h"
 
-/* Reconcile and publish this often (and right after a change completes). */
+/* Reconcile and publish this often (and right after a change completes);
+ * until this member is published, faster: it serves writes only from then
+ * on, and a new cluster's start waits on a chain of table entries (INIT,
+ * the leader's publish, ours) that slow ticks would each delay. */
 #define SVC_CLUSTER_TICK_MS 100
-/* After a failed raft change or publish, wait this long before the next. */
+#define SVC_CLUSTER_TICK_FAST_MS 10
+/* After a failed raft change, wait this long before the next. */
 #define SVC_CLUSTER_BACKOFF_MS 1000
+/* A follower asks the leader to publish it, then looks at its table again
+ * this much later (a heartbeat or two brings the entry).  A member serves
+ * writes only once published, so this is part of a new cluster's start. */
+#define SVC_CLUSTER_PUBLISH_RETRY_MS 250
 /* A standby becomes a voter once its log is within this many entries of
  * the leader's: libraft's catch-up round then closes the gap quickly. */
 #define SVC_CLUSTER_CATCHUP_SLACK 64
@@ -526,7 +534,7 @@ static void svc_cluster_published_cb(void *arg, int err, const ProtobufCMessage 
 	(void)resp;
 	c->publish_busy = false;
 	/* Also after a success: a follower's table shows it a heartbeat later. */
-	c->next_publish = uv_now(s->loop) + SVC_CLUSTER_BACKOFF_MS;
+	c->next_publish = uv_now(s->loop) + SVC_CLUSTER_PUBLISH_RETRY_MS;
 	if (err) {
 		LOGW("cluster: publishing this member's name and client URLs failed (%s); "
 		     "retrying",
@@ -585,8 +593,10 @@ static void svc_cluster_publish(struct svc_cluster *c)
 			LOGD("cluster: asked the leader to publish this member's name and client URLs");
 	}
 	free(payload);
+	/* Not sent (e.g. the leader's client URLs are not in our table yet):
+	 * try again on the next tick. */
 	if (!c->publish_busy)
-		c->next_publish = uv_now(s->loop) + SVC_CLUSTER_BACKOFF_MS;
+		c->next_publish = uv_now(s->loop) + (rv ? SVC_CLUSTER_TICK_MS : SVC_CLUSTER_PUBLISH_RETRY_MS);
 }
 
 void svc_cluster_member_publish(struct rpc_call *call, const uint8_t *msg, size_t len)
@@ -892,6 +902,15 @@ static void svc_cluster_observe(struct svc_cluster *c)
 	}
 }
 
+static void svc_cluster_pace(struct svc_cluster *c)
+{
+	bool settled = c->srv->members.initialized && svc_cluster_published(c->srv);
+	uint64_t want = settled ? SVC_CLUSTER_TICK_MS : SVC_CLUSTER_TICK_FAST_MS;
+
+	if (uv_timer_get_repeat(&c->timer) != want)
+		uv_timer_set_repeat(&c->timer, want);
+}
+
 static void svc_cluster_tick(uv_timer_t *timer)
 {
 	struct svc_cluster *c = timer->data;
@@ -901,6 +920,7 @@ static void svc_cluster_tick(uv_timer_t *timer)
 
 	if (s->stopping)
 		return;
+	svc_cluster_pace(c);
 	svc_cluster_observe(c);
 	if (!node_is_leader(&s->node)) {
 		c->ready_term = 0;
