@@ -561,7 +561,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	struct alarm_table alarms;
 	struct members members;
 	uint64_t raw_len, body_len, store_len, lease_len, alarm_len = 0, t0 = fsm_now_us(ctx);
-	uint64_t members_len = 0;
+	uint64_t members_len = 0, leader = 0, index = 0;
 	uint32_t format;
 	uint8_t *img;
 	int rv;
@@ -695,12 +695,23 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	*ctx->members = members;
 	fsm_note_snapshot(ctx, raw_len);
 	metrics.snapshots_restored++;
-	LOGI("restored the store from a raft snapshot: revision %" PRId64 ", %" PRIu64
-	     " keys, %" PRIu64 " leases, %zu alarms, %zu bytes (%" PRIu64
-	     " uncompressed) in %.1f ms",
-	     mvcc_rev(fresh), mvcc_live_keys(fresh),
-	     *ctx->leases ? lease_table_count(*ctx->leases) : 0, ctx->alarms->n, buf->len, raw_len,
-	     (double)(fsm_now_us(ctx) - t0) / 1e3);
+	if (ctx->hooks && ctx->hooks->installed && ctx->hooks->installed(ctx->arg, &leader, &index))
+		/* After start-up, restore only ever runs for an InstallSnapshot.
+		 * Said apart from the start-up restore so that operators (and
+		 * the tests) can tell a catch-up by snapshot from one by log. */
+		LOGI("installed a raft snapshot from leader %016" PRIx64 " at index %" PRIu64
+		     ": revision %" PRId64 ", %" PRIu64 " keys, %" PRIu64 " leases, %zu alarms, "
+		     "%zu bytes (%" PRIu64 " uncompressed) in %.1f ms",
+		     leader, index, mvcc_rev(fresh), mvcc_live_keys(fresh),
+		     *ctx->leases ? lease_table_count(*ctx->leases) : 0, ctx->alarms->n, buf->len,
+		     raw_len, (double)(fsm_now_us(ctx) - t0) / 1e3);
+	else
+		LOGI("restored the store from a raft snapshot at start-up: revision %" PRId64
+		     ", %" PRIu64 " keys, %" PRIu64 " leases, %zu alarms, %zu bytes (%" PRIu64
+		     " uncompressed) in %.1f ms",
+		     mvcc_rev(fresh), mvcc_live_keys(fresh),
+		     *ctx->leases ? lease_table_count(*ctx->leases) : 0, ctx->alarms->n, buf->len,
+		     raw_len, (double)(fsm_now_us(ctx) - t0) / 1e3);
 	/* Success only: libraft then expects us to own and free the data. */
 	raft_free(buf->base);
 	buf->base = NULL;

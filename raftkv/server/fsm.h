@@ -40,6 +40,10 @@ struct fsm_hooks {
 	 * taken or restored (node's early-snapshot accounting). */
 	void (*note_applied)(void *arg, size_t entry_bytes);
 	void (*note_snapshot)(void *arg, size_t image_bytes);
+	/* Whether the restore running now installs a snapshot sent by the
+	 * leader (true once raft runs: at start-up restore reads our own), and
+	 * from whom at which index, for the log. */
+	bool (*installed)(void *arg, uint64_t *leader, uint64_t *index);
 };
 
 /* What the fsm reads and changes: the replicated state of one member, held

@@ -110,12 +110,26 @@ static void main_fsm_note_snapshot(void *arg, size_t image_bytes)
 	node_note_snapshot(&srv->node, image_bytes);
 }
 
+/* libraft restores at start-up (our own snapshot) and, once running, only
+ * for an InstallSnapshot, when the commit index reaches the installed one. */
+static bool main_fsm_installed(void *arg, uint64_t *leader, uint64_t *index)
+{
+	struct server *srv = arg;
+
+	if (!srv->node.started)
+		return false;
+	*leader = node_leader(&srv->node);
+	*index = node_commit_index(&srv->node);
+	return true;
+}
+
 static const struct fsm_hooks main_fsm_hooks = {
 	.last_applied = main_fsm_last_applied,
 	.now_us = main_fsm_now_us,
 	.applied = main_fsm_applied,
 	.note_applied = main_fsm_note_applied,
 	.note_snapshot = main_fsm_note_snapshot,
+	.installed = main_fsm_installed,
 };
 
 /* etcd --version's lines, with ours first. */
