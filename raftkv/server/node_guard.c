@@ -31,6 +31,16 @@ static void node_guard_drop(struct raft_message *m)
 	m->install_snapshot.data.base = NULL;
 }
 
+/* Whether libraft 0.22.1 will drop msg without freeing it: a follower
+ * already persisting an install ignores one of the same term
+ * (replicationInstallSnapshot returns early; recvInstallSnapshot frees
+ * nothing).  Read from raft's public fields; io->data is the raft. */
+static bool node_guard_ignored(const struct raft *r, const struct raft_message *msg)
+{
+	return r && r->state == RAFT_FOLLOWER && r->snapshot.installing &&
+	       msg->install_snapshot.term == r->current_term;
+}
+
 static void node_guard_release(struct node_guard *g)
 {
 	struct raft_message m;
@@ -39,8 +49,9 @@ static void node_guard_release(struct node_guard *g)
 		return;
 	m = g->install;
 	g->held = false;
-	LOGI("raft: handing over the InstallSnapshot (index %llu) held during our own snapshot",
-	     (unsigned long long)m.install_snapshot.last_index);
+	LOGI("raft: handing over the snapshot at index %llu from %016llx, held during our own "
+	     "snapshot",
+	     (unsigned long long)m.install_snapshot.last_index, (unsigned long long)m.server_id);
 	g->recv(g->io, &m);
 	free(g->install_address);
 	g->install_address = NULL;
@@ -52,6 +63,21 @@ static void node_guard_recv(struct raft_io *io, struct raft_message *msg)
 
 	if (!g)
 		return; /* cannot happen: start installed us */
+	if (msg->type == RAFT_INSTALL_SNAPSHOT && node_guard_ignored(io->data, msg)) {
+		/* libraft ignores a copy that comes while it persists another
+		 * (a leader sends one per heartbeat we reject) and frees neither
+		 * its data nor its configuration: with a large store each copy
+		 * leaked a store-sized buffer.  It still takes the message for its
+		 * leader and election-timer bookkeeping; we free what it left. */
+		struct raft_buffer data = msg->install_snapshot.data;
+		struct raft_configuration conf = msg->install_snapshot.conf;
+
+		g->recv(io, msg);
+		raft_configuration_close(&conf);
+		raft_free(data.base);
+		g->ignored_total++;
+		return;
+	}
 	if (msg->type != RAFT_INSTALL_SNAPSHOT || !g->taking) {
 		g->recv(io, msg);
 		return;
@@ -69,7 +95,7 @@ static void node_guard_recv(struct raft_io *io, struct raft_message *msg)
 	g->install.server_address = g->install_address;
 	g->held = true;
 	g->held_total++;
-	LOGI("raft: holding an InstallSnapshot (index %llu) from %llu until our own snapshot is "
+	LOGI("raft: holding the snapshot at index %llu from %016llx until our own snapshot is "
 	     "written",
 	     (unsigned long long)msg->install_snapshot.last_index, (unsigned long long)msg->server_id);
 }

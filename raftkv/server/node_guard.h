@@ -13,6 +13,9 @@
  * message delayed on the network, which it tolerates by design.  libraft
  * never sees the install during the take, so it never parks it.
  *
+ * It also frees the copies of an install that libraft ignores while it
+ * persists another (it keeps neither their data nor their configuration).
+ *
  * With the crash out of the way the trailing window behind snapshots can be
  * sized in bytes (node.c), so the in-memory log stays small.
  */
@@ -37,6 +40,7 @@ struct node_guard {
 	char *install_address;               /* our copy: the sender's string
 					      * may go with its connection */
 	uint64_t held_total;                 /* installs held so far (logs, tests) */
+	uint64_t ignored_total;              /* copies libraft ignored, freed by us */
 };
 
 /* Wraps io's start and snapshot_put; call after raft_uv_init and before

@@ -25,9 +25,9 @@ exactly the leader's keyspace, agree on hashkv and the compaction, list the
 lease, and serve, and every member must shut down cleanly (under ASan:
 without leaks; the leader sends a copy of the install per rejected
 heartbeat, and libraft 0.22.1 leaks the copies that come while it installs
-one, which node.c frees).  [raftkv] Its log must show the window opened: a
+one, which node_guard.c frees).  [raftkv] Its log must show the window opened: a
 snapshot of its own right before the install; when the install landed while
-that snapshot was written, node.c logs that it held it back.  Both the stale
+that snapshot was written, node_guard.c logs that it held it back.  Both the stale
 entries (the restart must beat the leader's next connection attempt) and the
 overlap are timing, so a round that missed is repeated on a fresh cluster,
 up to ROUNDS times; the test fails if the follower never took its own

@@ -42,7 +42,7 @@ The leader's transport keeps the last messages it could not deliver to the
 killed follower, and those carry up to STALE (2048) of the entries it
 misses: delivered on restart, they push it past its own snapshot threshold
 right before the install arrives, the window of libraft 0.22.1's
-takeSnapshotCb NULL dereference (libraft notes §3.3; node.c holds such an
+takeSnapshotCb NULL dereference (libraft notes §3.3; node_guard.c holds such an
 install back).  Here the follower restarts only once those messages are
 dropped, so it gets the install first; cluster_install_race.py restarts it
 inside the window on purpose.  A crash of any member fails the test with its
@@ -320,7 +320,7 @@ def check_install(m, before_index, what):
     check(idx in snapshot_indexes(m), "%s: the installed snapshot %d is in %s (has %s)"
           % (what, idx, m.data_dir, snapshot_indexes(m)))
     # Whether the install landed while m wrote a snapshot of its own (the
-    # window node.c guards, see cluster_install_race.py).
+    # window node_guard.c guards, see cluster_install_race.py).
     own = text.count("fsm_snapshot: snapshot at index", start,
                      INSTALL_RE.search(text, start).start())
     held = text.count("raft: holding the snapshot", start)
