@@ -11,9 +11,10 @@ already cover:
     acknowledged write is logged and bounded; the killed member restarts;
     at the end every acknowledged write is read back serializably on every
     member once all of them applied the same last write;
-  * kill -9 of a follower, 1200 keys written meanwhile (far more than the
-    snapshot count, so it catches up by snapshot install where the log was
-    truncated), restart: it serves the keys through a serializable get and
+  * kill -9 of a follower, 1200 keys written meanwhile (past the leader's
+    snapshots, but inside the trailing window, so it catches up from the
+    log; cluster_snapshot_install.py covers catching up by InstallSnapshot),
+    restart: it serves the keys through a serializable get and
     `endpoint hashkv` is equal on all members at the same revision;
   * `etcdctl move-leader` to a follower under a light write load: that
     follower becomes leader and the writer keeps going.
