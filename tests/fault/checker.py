@@ -319,11 +319,12 @@ def _prune_unknown_writes(kh):
       * a write whose value some op observed (a get returned it, a cas that
         succeeded expected it) happened before that op completed: its return
         becomes the earliest such completion;
-      * a write nobody observed can only have mattered to a failed cas
-        linearized while it held the register (every other op would have had
-        to observe its value).  With no failed cas completing after its
-        invoke, there is a linearization with it placed last, where it
-        changes nothing: drop it.
+      * a write nobody observed can only have mattered to an op linearized
+        while it held the register that needs the key to hold something
+        else than before: a failed cas, or a delete that deleted a key
+        (every other op there would have had to observe its value).  With
+        no such op completing after its invoke, there is a linearization
+        with it placed last, where it changes nothing: drop it.
     Values written more than once on the key are left alone."""
     writes = {}
     for o in kh.ops:
@@ -345,8 +346,10 @@ def _prune_unknown_writes(kh):
             continue
         if v is not None and o.complete < first_seen.get(v, INF):
             first_seen[v] = o.complete
-    failed_cas = sorted(o.complete for o in kh.ops
-                        if o.f == "cas" and o.outcome == "ok" and not o.result["succeeded"])
+    helped = max((o.complete for o in kh.ops if o.outcome == "ok" and (
+        (o.f == "cas" and not o.result["succeeded"]) or
+        (o.f == "delete" and (o.result.get("deleted") is None or o.result["deleted"] > 0)))),
+        default=-INF)
     keep, ret = [], []
     for o, r in zip(kh.ops, kh.ret):
         if o.outcome == "unknown" and o.f in ("put", "cas") and writes[o.value] == 1:
@@ -355,7 +358,7 @@ def _prune_unknown_writes(kh):
                 r = max(seen, o.invoke)
                 kh.bounded += 1
             elif o.value not in expected and (
-                    not failed_cas or failed_cas[-1] <= o.invoke):
+                    helped <= o.invoke):
                 kh.dropped += 1
                 continue
         keep.append(o)
@@ -512,6 +515,8 @@ def _wgl(kh, deadline):
     state, writer, fin, opn = _ABSENT, -1, 0, 0
     best = ((-1, False), -1, _ABSENT, -1)   # (depth, no open op), blocked, state, writer
     steps = 0
+    if nxt[0] == -1:
+        return OK, {"steps": 0, "cache": 0}
     kids, ret, forced = children(state)
     ci, opened = 0, forced
     while True:
@@ -979,15 +984,21 @@ def check_register(ops, time_limit=10.0, serializable="skip"):
     the verdict unknown unless something is violated.  serializable="skip"
     leaves serializable gets out of the real-time checks (etcd does not
     promise them linearizable); "check" holds them to it."""
+    t0 = time.process_time()
     ops = normalise(ops)
+    t1 = time.process_time()
     wgl, an1, st1 = _check_wgl(ops, time_limit, serializable)
+    t2 = time.process_time()
     an2, st2 = _check_revisions(ops, _build_index(ops), serializable)
+    t3 = time.process_time()
     rev_verdict = VIOLATION if an2 else OK
     stats = {"ops": len(ops)}
     for o in ops:
         stats["%s_%s" % (o.f, o.outcome)] = stats.get("%s_%s" % (o.f, o.outcome), 0) + 1
     stats.update(st1)
     stats.update(st2)
+    stats.update(cpu_parse=round(t1 - t0, 3), cpu_wgl=round(t2 - t1, 3),
+                 cpu_revision=round(t3 - t2, 3))
     verdict = _combine(wgl["verdict"], rev_verdict)
     anomalies = an1 + an2
     if not any(o.outcome == "ok" for o in ops):

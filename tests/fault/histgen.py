@@ -134,38 +134,47 @@ def strip(ops):
 
 
 def plant_stale_read(ops, applied, rnd):
-    """Make one acknowledged linearizable get return the value that the
-    key held before the last write that completed before the get began.
-    Returns the get, or None if the history has no such get."""
+    """Make one acknowledged linearizable get return the value that the key
+    held before the last write that completed before the get began (and
+    that write's revision as mod_revision), where the older write surely
+    came first: it completed before the newer one began.  Returns the get,
+    or None if the history has no such get."""
+    pos = {}
     by_key = {}
     for op in applied:
-        by_key.setdefault(op["key"], []).append(op)
-    cands = []
-    for key, seq in by_key.items():
-        writes = [o for o in seq if _is_write(o)]
-        for i, g in enumerate(seq):
-            if g["f"] != "get" or g["outcome"] != "ok" or g["serializable"]:
-                continue
-            done = [w for w in writes if w["outcome"] == "ok" and w["complete"] < g["invoke"]
-                    and w["_lp"] < g["_lp"]]
-            if not done:
-                continue
-            w2 = done[-1]
-            before = [w for w in writes if w["_lp"] < w2["_lp"] and w["f"] != "delete"]
-            if not before:
-                continue
-            w1 = before[-1]
-            # Only a w1 that completed before w2 began must precede it in
-            # every linearization; otherwise the "stale" read may be legal.
-            if w1["outcome"] != "ok" or w1["complete"] >= w2["invoke"] or \
-                    w1["value"] == g["result"]["value"]:
-                continue
-            cands.append((g, w1))
-    if not cands:
-        return None
-    g, w1 = rnd.choice(cands)
-    g["result"] = dict(g["result"], value=w1["value"], mod_revision=w1["_rev"])
-    return g
+        seq = by_key.setdefault(op["key"], [])
+        pos[id(op)] = len(seq)
+        seq.append(op)
+    gets = [o for o in applied if o["f"] == "get" and o["outcome"] == "ok"
+            and not o["serializable"]]
+    rnd.shuffle(gets)
+    for g in gets[:500]:
+        seq = by_key[g["key"]]
+        # Applied ops before g, latest first: w2 is the newest write done
+        # before g began; w1 the write applied just before w2.
+        j = pos[id(g)] - 1
+        w2 = None
+        while j >= 0 and w2 is None:
+            o = seq[j]
+            if _is_write(o) and o["outcome"] == "ok" and o["complete"] < g["invoke"]:
+                w2 = o
+            j -= 1
+        if w2 is None:
+            continue
+        j = pos[id(w2)] - 1
+        while j >= 0 and not _is_write(seq[j]):
+            j -= 1
+        if j < 0:
+            continue
+        w1 = seq[j]
+        # Only a w1 that completed before w2 began must precede it in
+        # every linearization; otherwise the "stale" read may be legal.
+        if w1["f"] == "delete" or w1["outcome"] != "ok" or \
+                w1["complete"] >= w2["invoke"] or w1["value"] == g["result"]["value"]:
+            continue
+        g["result"] = dict(g["result"], value=w1["value"], mod_revision=w1["_rev"])
+        return g
+    return None
 
 
 def _is_write(o):
