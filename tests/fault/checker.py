@@ -1175,6 +1175,8 @@ def _check_watcher(w, evs, info, idx, att, an, stats):
     lo, end = info.get("key"), info.get("range_end")
     start = info.get("start_revision") or 0
     prev_kv = info.get("prev_kv")
+    # etcd leaves prev_kv out when revision - 1 is compacted away.
+    compacted = info.get("compact_revision") or 0
     last_rev, seen = 0, set()
     last_on_key = {}            # key -> last event of that key in this stream
     for n, e in enumerate(evs):
@@ -1201,7 +1203,8 @@ def _check_watcher(w, evs, info, idx, att, an, stats):
         # prev_kv: the key's value just before this revision.
         pv = e.get("prev_value")
         before = last_on_key.get(key)
-        if prev_kv or pv is not None:
+        null_prev = prev_kv and pv is None and rev - 1 >= compacted
+        if null_prev or pv is not None:
             if before is not None:
                 want = before.get("value") if before["type"] == "PUT" else None
                 if pv != want:
@@ -1214,8 +1217,7 @@ def _check_watcher(w, evs, info, idx, att, an, stats):
                 an.extend(bad)
         if e["type"] == "PUT":
             cr, ver = e.get("create_revision"), e.get("version")
-            created = (before is not None and before["type"] == "DELETE") or \
-                (prev_kv and pv is None)
+            created = (before is not None and before["type"] == "DELETE") or null_prev
             if before is not None and before["type"] == "PUT" and cr is not None \
                     and ver is not None and before.get("version") is not None:
                 if cr != before.get("create_revision") or ver != before["version"] + 1:
@@ -1285,7 +1287,12 @@ def main(argv=None):
         else:
             res = check_watch(ops, load_jsonl(a.events), serializable=a.serializable)
     except HistoryError as e:
-        sys.stderr.write("checker: %s\n" % e)
+        msg = str(e)
+        if msg.startswith("line "):
+            msg = "%s: %s" % (a.history, msg)
+        elif msg.startswith("events line "):
+            msg = "%s: %s" % (a.events, msg[len("events "):])
+        sys.stderr.write("checker: %s\n" % msg)
         return EXIT_BAD_INPUT
     res["stats"]["check_seconds"] = round(time.monotonic() - t0, 3)
     if a.json:

@@ -658,6 +658,28 @@ def test_watch_planted():
     planted(canceled_gap, "watcher 3 missed")
 
 
+def test_watch_prev_kv_and_compaction():
+    ops, events = watch_case()
+    i = [i for i in events_of(events, 1) if events[i]["prev_value"] is not None][20]
+    events[i]["prev_value"] = None
+    r = checker.check_watch(ops, events)
+    expect(r["verdict"] == "violation" and found(r, "watcher 1", "prev_value nil"),
+           "a missing prev_kv is caught", r)
+    w = [e for e in events if e["watcher"] == 1 and "type" not in e][0]
+    w["compact_revision"] = events[i]["mod_revision"]
+    r = checker.check_watch(ops, events)
+    expect(r["verdict"] == "ok", "unless revision - 1 was compacted (etcd leaves it out)", r)
+    events[i]["prev_value"] = "v-0-999999"
+    r = checker.check_watch(ops, events)
+    expect(r["verdict"] == "violation", "a wrong prev_kv is wrong even then", r)
+    ops, events = watch_case()
+    w = [e for e in events if e["watcher"] == 2 and "type" not in e][0]
+    w["start_revision"] = events[events_of(events, 2)[3]]["mod_revision"]
+    r = checker.check_watch(ops, events)
+    expect(r["verdict"] == "violation" and found(r, "below the start revision"),
+           "events before the start revision are caught", r)
+
+
 def test_watch_canceled_may_stop_early():
     ops, events = watch_case()
     w = [e for e in events if e["watcher"] == 3 and "type" not in e][0]
