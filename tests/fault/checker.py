@@ -244,7 +244,7 @@ def _combine(*verdicts):
 PUT, GET, CAS, DEL = 0, 1, 2, 3
 _ABSENT = 0      # interned value id of "key absent"
 _UNSEEN = 1      # interned id shared by the values nobody can tell apart
-_UNSEEN_NAME = "<a value only timed-out writes wrote, never read>"
+_UNSEEN_NAME = "<one of the values nobody read>"
 
 
 class _KeyHistory:
@@ -258,27 +258,26 @@ class _KeyHistory:
         self.bounded = 0        # unknown writes given a finite return
 
     def intern_all(self):
-        """Values to small ints, and a group per open op (see _wgl).
+        """Values to small ints, op by op.
 
-        Values that only open ops write and that no op reads or compares
-        against are indistinguishable to every op of the key, so they share
-        one id, _UNSEEN: the search then never tells such writes apart."""
+        Values that no op reads or compares against are indistinguishable
+        to every op of the key (a get never returns one, a cas never
+        expects one, so any of them fails every such compare and satisfies
+        every failed one), so they share one id, _UNSEEN: the search then
+        never tells such writes apart."""
         seen = set()
-        written_finite = set()
-        for o, r in zip(self.ops, self.ret):
+        for o in self.ops:
             if o.f == "get":
                 seen.add(o.result.get("value"))
             elif o.f == "cas":
                 seen.add(o.expect)
-            if o.f in ("put", "cas") and r != INF:
-                written_finite.add(o.value)
         ids = {None: _ABSENT}
         self.names = [None, _UNSEEN_NAME]
 
         def iv(x):
             i = ids.get(x)
             if i is None:
-                if x not in seen and x not in written_finite:
+                if x not in seen:
                     i = ids[x] = _UNSEEN
                 else:
                     i = ids[x] = len(self.names)
@@ -290,7 +289,6 @@ class _KeyHistory:
         self.b = [0] * n        # cas: expected value
         self.c = [0] * n        # cas: 1 succeeded, 0 failed, -1 unknown;
                                 # delete: deleted count or -1 unknown
-        self.group = [None] * n
         for i, o in enumerate(self.ops):
             r = o.result or {}
             if o.f == "put":
@@ -304,10 +302,6 @@ class _KeyHistory:
                 self.kind[i] = DEL
                 d = r.get("deleted") if o.outcome == "ok" else None
                 self.c[i] = -1 if d is None else min(d, 1)
-            if self.ret[i] == INF:
-                # Open ops of one group have the same effect on every state.
-                self.group[i] = (self.kind[i], self.a[i], self.b[i]) \
-                    if self.kind[i] != DEL else (DEL,)
 
 
 def _prune_unknown_writes(kh):
@@ -399,7 +393,7 @@ def _wgl(kh, deadline):
     write and the ops that read its value): a heuristic, it only changes
     how soon a linearization is found."""
     ops = kh.ops
-    kind, a, b, c, group = kh.kind, kh.a, kh.b, kh.c, kh.group
+    kind, a, b, c = kh.kind, kh.a, kh.b, kh.c
     evs, opens = [], []
     for i, o in enumerate(ops):
         if kh.ret[i] == INF:
@@ -410,8 +404,7 @@ def _wgl(kh, deadline):
     evs.sort()
     opens.sort()
     m, k = len(evs), len(opens)
-    uh = m + k + 1              # head of the open list; 0 heads the finite one
-    size = uh + 1
+    size = m + k + 1            # 0 heads the finite list; open ops follow it
     nxt = [-1] * size
     prv = [-1] * size
     e_op = [0] * size
@@ -432,9 +425,26 @@ def _wgl(kh, deadline):
     for j, (t, i) in enumerate(opens, m + 1):
         e_op[j], e_t[j], e_call[j] = i, t, True
         bit[i] = 1 << (j - m - 1)
-    for lst in (list(range(0, m + 1)), [uh] + list(range(m + 1, m + k + 1))):
-        for x, y in zip(lst, lst[1:]):
-            nxt[x], prv[y] = y, x
+    for x in range(m):
+        nxt[x], prv[x + 1] = x + 1, x
+    # Open ops by effect: puts by value, deletes, cases by expected value
+    # then value; each group sorted by invoke.  placed[] marks the ones in
+    # the current configuration.
+    placed = [False] * size
+    put_g, del_g, cas_g = {}, [], {}
+    for j, (t, i) in enumerate(opens, m + 1):
+        if kind[i] == PUT:
+            put_g.setdefault(a[i], []).append(j)
+        elif kind[i] == DEL:
+            del_g.append(j)
+        else:
+            cas_g.setdefault(b[i], {}).setdefault(a[i], []).append(j)
+    groups = [(g, [e_t[j] for j in g]) for g in list(put_g.values()) + [del_g]]
+    put_g = list(zip(put_g.keys(), groups[:len(put_g)]))
+    del_g = groups[-1]
+    cas_g = {x: [(u, (g, [e_t[j] for j in g])) for u, g in d.items()]
+             for x, d in cas_g.items()}
+    open_expects = set(cas_g)
 
     # Deadlines: a value must be written before its first reader returns.
     deadline_of = {}
@@ -445,6 +455,8 @@ def _wgl(kh, deadline):
                 deadline_of[v] = kh.ret[i]
     dl = [min(kh.ret[i], deadline_of.get(a[i], INF)) if kind[i] in (PUT, CAS) else kh.ret[i]
           for i in range(len(ops))]
+
+    ret_of = kh.ret
 
     def step(i, state):
         """(legal, new state, changes nothing) of op I from STATE."""
@@ -477,37 +489,74 @@ def _wgl(kh, deadline):
                 kids.append((e, new, False))
             e = nxt[e]
         if len(kids) > 1:
-            kids.sort(key=lambda x: dl[e_op[x[0]]])
+            # Of candidates with the same effect (writes of values nobody
+            # reads, deletes) only the one returning first: the others,
+            # left for later, fit everywhere it would.
+            first = {}
+            for x in kids:
+                i = e_op[x[0]]
+                sig = (kind[i], a[i], b[i], c[i])
+                y = first.get(sig)
+                if y is None or ret_of[i] < ret_of[e_op[y[0]]]:
+                    first[sig] = x
+            kids = sorted(first.values(), key=lambda x: dl[e_op[x[0]]])
         return kids, e, False
 
-    open_expects = {b[i] for _, i in opens if kind[i] == CAS}
+    def latest(group, limit):
+        """The last invoked op of GROUP available (invoked by LIMIT, not placed)."""
+        g, ts = group
+        j = bisect.bisect_right(ts, limit) - 1
+        while j >= 0 and placed[g[j]]:
+            j -= 1
+        return g[j] if j >= 0 else -1
 
     def open_children(state, limit):
-        """The open ops worth placing now: one per group, and only if the
-        state it makes lets some finite candidate do what it could not
-        (or another open op compare against it).  Otherwise whatever comes
-        next does the same from here, so the memo would prune it anyway."""
-        last = {}
-        x = nxt[uh]
-        while x != -1 and e_t[x] <= limit:
-            last[group[e_op[x]]] = x
-            x = nxt[x]
-        if not last:
-            return []
-        fin_c = []
+        """The open ops worth placing now, as (entry, new state).
+
+        Placing one matters only if the state u it makes lets a finite
+        candidate do something it cannot from the current state s (a
+        candidate legal from both leads to the same configuration either
+        way, and the read-only ones are all illegal from s, or the level
+        would have been forced), or if an open cas compares against u.
+        Reasons: a failed cas expecting s (any u will do), a delete that
+        deleted something when s is absent (any u but absent), a get or cas
+        wanting u, a delete of nothing (u absent).  An open op that leaves s
+        as it is matters not at all."""
+        anything = not_absent = False
+        wanted = set(open_expects)
         e = nxt[0]
         while e_call[e]:
-            fin_c.append((e_op[e], step(e_op[e], state)))
+            i = e_op[e]
+            kd, r = kind[i], c[i]
+            if kd == GET:
+                wanted.add(a[i])
+            elif kd == CAS:
+                if r == 0:
+                    anything = anything or b[i] == state
+                else:
+                    wanted.add(b[i])
+            elif kd == DEL:
+                if r == 0:
+                    wanted.add(_ABSENT)
+                elif r == 1:
+                    not_absent = not_absent or state == _ABSENT
             e = nxt[e]
         out = []
-        for x in sorted(last.values()):
-            u = step(e_op[x], state)[1]
-            if u == state:
-                continue
-            if u in open_expects or any(
-                    ok and (not s0[0] or new != s0[1])
-                    for j, s0 in fin_c for ok, new, _ in (step(j, u),)):
-                out.append((x, u, False))
+        for u, grp in put_g:
+            if u != state and (anything or u in wanted or (not_absent and u != _ABSENT)):
+                x = latest(grp, limit)
+                if x >= 0:
+                    out.append((x, u, False))
+        if state != _ABSENT and (anything or _ABSENT in wanted):
+            x = latest(del_g, limit)
+            if x >= 0:
+                out.append((x, _ABSENT, False))
+        for u, grp in cas_g.get(state, ()):
+            if u != state and (anything or u in wanted or (not_absent and u != _ABSENT)):
+                x = latest(grp, limit)
+                if x >= 0:
+                    out.append((x, u, False))
+        out.sort()
         return out
 
     cache = {}
@@ -542,11 +591,13 @@ def _wgl(kh, deadline):
             else:
                 seen.append(no)
             frames.append((kids, ci, opened, forced, ret, state, writer, fin, opn, e))
-            p, q = prv[e], nxt[e]
-            nxt[p] = q
-            if q != -1:
-                prv[q] = p
-            if e <= m:
+            if e > m:
+                placed[e] = True
+            else:
+                p, q = prv[e], nxt[e]
+                nxt[p] = q
+                if q != -1:
+                    prv[q] = p
                 r2 = match[e]
                 p, q = prv[r2], nxt[r2]
                 nxt[p] = q
@@ -561,9 +612,10 @@ def _wgl(kh, deadline):
             ci, opened = 0, forced
             continue
         if not opened:
-            kids = kids + open_children(state, e_t[ret])
             opened = True
-            continue
+            if k:
+                kids = kids + open_children(state, e_t[ret])
+                continue
         if not forced:
             depth = len(frames) - bin(opn).count("1")
             if (depth, not opn) > best[0]:
@@ -571,11 +623,13 @@ def _wgl(kh, deadline):
         if not frames:
             break
         kids, ci, opened, forced, ret, state, writer, fin, opn, e = frames.pop()
-        p, q = prv[e], nxt[e]
-        nxt[p] = e
-        if q != -1:
-            prv[q] = e
-        if e <= m:
+        if e > m:
+            placed[e] = False
+        else:
+            p, q = prv[e], nxt[e]
+            nxt[p] = e
+            if q != -1:
+                prv[q] = e
             r2 = match[e]
             p, q = prv[r2], nxt[r2]
             nxt[p] = r2
