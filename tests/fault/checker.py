@@ -342,7 +342,7 @@ def _prune_unknown_writes(kh):
             first_seen[v] = o.complete
     helped = max((o.complete for o in kh.ops if o.outcome == "ok" and (
         (o.f == "cas" and not o.result["succeeded"]) or
-        (o.f == "delete" and (o.result.get("deleted") is None or o.result["deleted"] > 0)))),
+        (o.f == "delete" and (o.result.get("deleted") or 0) > 0))),
         default=-INF)
     keep, ret = [], []
     for o, r in zip(kh.ops, kh.ret):
@@ -351,8 +351,7 @@ def _prune_unknown_writes(kh):
             if seen is not None:
                 r = max(seen, o.invoke)
                 kh.bounded += 1
-            elif o.value not in expected and (
-                    helped <= o.invoke):
+            elif o.value not in expected and helped <= o.invoke:
                 kh.dropped += 1
                 continue
         keep.append(o)
@@ -372,12 +371,13 @@ def _wgl(kh, deadline):
     windows count as concurrent, never as ordered).  The candidates at each
     step are the calls before the first return; linearizing an op unlinks
     its two entries, and when no candidate works the search backtracks.
-    Open ops (unknown outcome, return = +inf) sit in a second list; they
-    are tried only after every finite candidate, and only those invoked
-    before the first pending return.  The search succeeds once the finite
-    list is empty: the open ops left can all go last.
+    Open ops (unknown outcome, return = +inf) are kept apart; they are
+    tried only after every finite candidate, and only those invoked before
+    the first pending return.  The search succeeds once the finite list is
+    empty: the open ops left can all go last.
 
-    Three reductions keep it small, each sound and complete:
+    These reductions keep it small, each sound and complete (and checked
+    against brute force by test_checker.py):
       * Lowe's memo of (linearized set, state), refined for open ops:
         configuration (F, S1, s) subsumes (F, S2, s) when S1 is a subset of
         S2 (F finite ops placed, S open ops placed, s the state), since
@@ -386,9 +386,12 @@ def _wgl(kh, deadline):
       * a candidate that does not change the state (a get, a failed cas, a
         delete of nothing) and is legal now is taken without alternatives:
         every completion that places it later still works with it here;
-      * of open ops with the same effect (see intern_all) only the last
-        invoked is tried: it leaves the earlier ones, usable in more places,
-        for later.
+      * of finite candidates with the same effect and legality (writes of
+        values nobody reads, which intern_all merges; deletes) only the one
+        returning first is tried: the others fit later wherever it would;
+      * of open ops with the same effect only the last invoked is tried, for
+        the same reason, and only when the state it makes enables a finite
+        candidate (see open_children).
     Writes are tried earliest deadline first (the earliest return among the
     write and the ops that read its value): a heuristic, it only changes
     how soon a linearization is found."""
@@ -743,7 +746,7 @@ def _lint_key(kh):
         go = kh.ops[g]
         w = writer.get(v)
         if w is None:
-            out.append("no op wrote %s" % _v(v))
+            out.append("no op wrote %s (none that did not fail)" % _v(v))
         elif w < 0:
             continue
         elif kh.ops[w].invoke > go.complete:
@@ -766,7 +769,7 @@ def _check_wgl(ops, time_limit, serializable, lint=True):
     keys, skipped = _key_histories(ops, serializable)
     verdicts, anomalies = {}, []
     stats = {"keys": len(keys), "unconstrained_reads": skipped, "dropped_unknown_writes": 0,
-             "bounded_unknown_writes": 0, "steps": 0, "max_key_seconds": 0.0}
+             "bounded_unknown_writes": 0, "steps": 0, "max_key_cpu_seconds": 0.0}
     for key in sorted(keys):
         kh = keys[key]
         _prune_unknown_writes(kh)
@@ -781,7 +784,7 @@ def _check_wgl(ops, time_limit, serializable, lint=True):
         kh.intern_all()
         v, info = _wgl(kh, t0 + time_limit)
         dt = time.process_time() - t0
-        stats["max_key_seconds"] = max(stats["max_key_seconds"], round(dt, 3))
+        stats["max_key_cpu_seconds"] = max(stats["max_key_cpu_seconds"], round(dt, 3))
         stats["steps"] += info["steps"]
         verdicts[key] = v
         if v == VIOLATION:
@@ -1105,6 +1108,13 @@ def check_set(ops, serializable="skip"):
                     key=lambda r: r.invoke)
     done = sorted(linear, key=lambda r: r.complete)
     must, seen, j, k = set(), set(), 0, 0
+
+    def report_lost(missing, why, r):
+        # Each lost value once (where first missed), and at most 50 lines.
+        for v in sorted(missing - lost):
+            if len(lost) < 50:
+                an.append("lost: %s %s %s" % (_v(v), why, r.describe()))
+            lost.add(v)
     for r in linear:
         vals = set(r.result["values"])
         while j < len(acked) and acked[j].complete < r.invoke:
@@ -1113,16 +1123,12 @@ def check_set(ops, serializable="skip"):
         while k < len(done) and done[k].complete < r.invoke:
             seen.update(done[k].result["values"])
             k += 1
-        for v in sorted(must - vals)[:20]:
-            an.append("lost: %s acknowledged before %s was invoked, absent from it"
-                      % (_v(v), r.describe()))
-        lost |= must - vals
-        for v in sorted(seen - vals)[:20]:
-            an.append("lost: %s read by an earlier read_all, absent from %s"
-                      % (_v(v), r.describe()))
-        lost |= seen - vals
+        report_lost(must - vals, "acknowledged before it was invoked is absent from", r)
+        report_lost(seen - vals, "read by an earlier read_all is absent from", r)
     for r in reads:
         vals = set(r.result["values"])
+        if len(vals) != len(r.result["values"]):
+            an.append("duplicate: %s returned an element twice" % r.describe())
         for v in vals:
             s = status.get(v)
             if s is None or s == "fail":
@@ -1136,10 +1142,7 @@ def check_set(ops, serializable="skip"):
             continue
         i = bisect.bisect_right(by_rev, (rv, "\U0010ffff"))
         below = {v for _, v in by_rev[:i]}
-        for v in sorted(below - vals)[:20]:
-            an.append("lost: %s added at revision %d <= %s's revision, absent from it"
-                      % (_v(v), rev_of[v], r.describe()))
-        lost |= below - vals
+        report_lost(below - vals, "added at or below the revision of", r)
         for v in sorted(vals & {v for _, v in by_rev[i:]})[:20]:
             an.append("revision: %s added at revision %d is in %s, read at a lower revision"
                       % (_v(v), rev_of[v], r.describe()))
@@ -1212,13 +1215,21 @@ def _split_events(events):
                 raise HistoryError("%s: key must be a string" % where)
             _str_or_none(d, "value", where)
             _str_or_none(d, "prev_value", where)
-            r = d.get("mod_revision")
-            if isinstance(r, bool) or not isinstance(r, int):
-                raise HistoryError("%s: mod_revision must be an integer" % where)
+            for k in ("mod_revision", "create_revision", "version"):
+                r = d.get(k)
+                if (r is not None or k == "mod_revision") and type(r) is not int:
+                    raise HistoryError("%s: %s must be an integer" % (where, k))
+            _num(d, "t", where, nullable=True)
             evs.append(d)
         else:
             if d.get("end") not in ("ok", "canceled", "compacted", "error", None):
                 raise HistoryError("%s: end must be ok|canceled|compacted|error" % where)
+            for k in ("start_revision", "end_revision", "compact_revision"):
+                r = d.get(k)
+                if r is not None and type(r) is not int:
+                    raise HistoryError("%s: %s must be an integer" % (where, k))
+            _str_or_none(d, "key", where)
+            _str_or_none(d, "range_end", where)
             watchers[d["watcher"]] = d
     return evs, watchers
 

@@ -575,6 +575,10 @@ def test_set():
     r = checker.check_set(rv)
     expect(r["verdict"] == "violation" and found(r, "read at a lower revision"),
            "an element above the read's revision is caught", r)
+    dup = [dict(o) for o in ops]
+    dup[-1]["result"] = {"values": ["a", "b", "c", "b"], "revision": 4}
+    r = checker.check_set(dup)
+    expect(r["verdict"] == "violation" and found(r, "duplicate"), "an element twice is caught", r)
     r = checker.check_set([o for o in ops if o["f"] == "add"])
     expect(r["verdict"] == "unknown", "no read_all proves nothing", r)
 
@@ -684,6 +688,20 @@ def test_watch_prev_kv_and_compaction():
     r = checker.check_watch(ops, events)
     expect(r["verdict"] == "violation" and found(r, "below the start revision"),
            "events before the start revision are caught", r)
+
+
+def test_watch_bad_input():
+    ops, events = watch_case()
+    for i, field, bad in ((0, "mod_revision", "3"), (0, "type", "POST"), (0, "t", "now"),
+                          (-1, "start_revision", 1.5), (-1, "range_end", 7)):
+        ev = [dict(e) for e in events]
+        ev[i][field] = bad
+        try:
+            checker.check_watch(ops, ev)
+        except checker.HistoryError as e:
+            expect(field in str(e) or "PUT or DELETE" in str(e), "names %s: %s" % (field, e))
+        else:
+            raise Failure("a bad %s was accepted" % field)
 
 
 def test_watch_canceled_may_stop_early():
