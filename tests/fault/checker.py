@@ -414,7 +414,7 @@ def _wgl(kh, deadline):
     e_call = [False] * size
     e_t = [0.0] * size
     match = [0] * size
-    bit = [0] * len(ops)
+    bit = [0] * len(ops)        # finite op: its rank by invoke; open op: its bit in opn
     call_of = {}
     for j, (t, is_ret, i) in enumerate(evs, 1):
         e_op[j], e_t[j] = i, t
@@ -424,7 +424,7 @@ def _wgl(kh, deadline):
         else:
             e_call[j] = True
             call_of[i] = j
-            bit[i] = 1 << len(call_of)
+            bit[i] = len(call_of) - 1      # the finite op's rank by invoke
     for j, (t, i) in enumerate(opens, m + 1):
         e_op[j], e_t[j], e_call[j] = i, t, True
         bit[i] = 1 << (j - m - 1)
@@ -564,7 +564,10 @@ def _wgl(kh, deadline):
 
     cache = {}
     frames = []
-    state, writer, fin, opn = _ABSENT, -1, 0, 0
+    # The finite ops placed: every rank below fbase, and the ranks
+    # fbase + j for the bits j of frel (kept small: the memo's keys would
+    # otherwise grow with the history).  opn: the open ops placed.
+    state, writer, fbase, frel, opn = _ABSENT, -1, 0, 0, 0
     best = ((-1, False), -1, _ABSENT, -1)   # (depth, no open op), blocked, state, writer
     steps = 0
     if nxt[0] == -1:
@@ -580,10 +583,16 @@ def _wgl(kh, deadline):
                 return UNKNOWN, {"steps": steps, "cache": len(cache)}
             i = e_op[e]
             if e <= m:
-                nf, no = fin | bit[i], opn
+                nb, no = fbase, opn
+                j = bit[i] - fbase
+                nr = frel | (1 << j)
+                if j == 0:
+                    t = (~nr & (nr + 1)).bit_length() - 1
+                    nr >>= t
+                    nb += t
             else:
-                nf, no = fin, opn | bit[i]
-            ck = (nf, new)
+                nb, nr, no = fbase, frel, opn | bit[i]
+            ck = (nb, nr, new)
             seen = cache.get(ck)
             if seen is None:
                 cache[ck] = [no]
@@ -593,7 +602,7 @@ def _wgl(kh, deadline):
                 continue
             else:
                 seen.append(no)
-            frames.append((kids, ci, opened, forced, ret, state, writer, fin, opn, e))
+            frames.append((kids, ci, opened, forced, ret, state, writer, fbase, frel, opn, e))
             if e > m:
                 placed[e] = True
             else:
@@ -608,7 +617,7 @@ def _wgl(kh, deadline):
                     prv[q] = p
             if not ro:
                 writer = i
-            state, fin, opn = new, nf, no
+            state, fbase, frel, opn = new, nb, nr, no
             if nxt[0] == -1:
                 return OK, {"steps": steps, "cache": len(cache)}
             kids, ret, forced = children(state)
@@ -625,7 +634,7 @@ def _wgl(kh, deadline):
                 best = ((depth, not opn), e_op[ret], state, writer)
         if not frames:
             break
-        kids, ci, opened, forced, ret, state, writer, fin, opn, e = frames.pop()
+        kids, ci, opened, forced, ret, state, writer, fbase, frel, opn, e = frames.pop()
         if e > m:
             placed[e] = False
         else:
