@@ -225,7 +225,15 @@ def _check_result(f, r, d, i):
             raise HistoryError("%s: a read_all result needs values: [str...]" % _where(d, i))
 
 
+MAX_ANOMALIES = 1000
+
+
 def _summary(verdict, anomalies, stats, **extra):
+    stats["anomalies"] = len(anomalies)
+    if len(anomalies) > MAX_ANOMALIES:
+        # A broken server can fail every op; the first ones tell the story.
+        anomalies = anomalies[:MAX_ANOMALIES] + [
+            "... and %d more anomalies" % (len(anomalies) - MAX_ANOMALIES)]
     d = {"verdict": verdict, "anomalies": anomalies, "stats": stats}
     d.update(extra)
     return d

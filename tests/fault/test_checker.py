@@ -255,6 +255,24 @@ def test_revision_mismatch_of_read():
            "a read's mod_revision must be its value's write", r)
 
 
+def test_revision_reset_is_reported_briefly():
+    # A server that restarts its revision counter fails nearly every later
+    # op; the result keeps the first anomalies and counts the rest.
+    ops, _, _ = histgen.register(n_ops=4000, n_keys=4, seed=3)
+    h = histgen.strip(ops)
+    mid = sorted(o["invoke"] for o in h)[len(h) // 2]
+    for o in h:
+        if o["invoke"] > mid and o["result"]:
+            for f in ("revision", "mod_revision"):
+                if o["result"].get(f):
+                    o["result"][f] = max(1, o["result"][f] - 1000)
+    r = checker.check_register(h)
+    expect(r["verdict"] == "violation" and found(r, "holds two different writes"), "caught", r)
+    expect(r["stats"]["anomalies"] > checker.MAX_ANOMALIES and
+           len(r["anomalies"]) == checker.MAX_ANOMALIES + 1 and "more anomalies"
+           in r["anomalies"][-1], "and cut short: %d" % r["stats"]["anomalies"])
+
+
 def test_search_beyond_lints():
     # Two concurrent puts: after both, reads may not flip back and forth.
     # No real-time lint sees this (the writes overlap); the search does.
