@@ -46,7 +46,10 @@
 struct grpc_session {
 	nghttp2_session *h2;
 	struct conn *conn;
-	LIST_HEAD(, rpc_call) calls;
+	LIST_HEAD(, rpc_call) calls;   /* streams open */
+	LIST_HEAD(, rpc_call) zombies; /* streams closed, call still held */
+	uint32_t n_calls;  /* on both lists */
+	uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS we sent */
 	size_t buffered;  /* bytes allocated for partly received messages */
 	uint32_t max_recv; /* receive limit per message */
 };
@@ -62,6 +65,7 @@ struct grpc_out {
 struct rpc_call {
 	struct rpc_call_head head; /* first: rpc.c dispatches through it */
 	struct grpc_session *sess; /* NULL once detached */
+	struct grpc_session *owner; /* counts the call until it is freed */
 	struct server *srv;
 	const struct rpc_method *method;
 	void *data;
@@ -238,9 +242,30 @@ static int grpc_md_add(struct rpc_call *call, const uint8_t *name, size_t nlen, 
 
 /* --- call lifetime ------------------------------------------------------ */
 
+/* Reading from the client stops while more of its calls are alive than it
+ * may have streams open.  The surplus are streams it reset while a service
+ * still works on them (a read waiting for its barrier, a write in raft):
+ * without this, HEADERS + RST_STREAM in a loop (CVE-2023-44487, "rapid
+ * reset") starts unbounded work while never having a stream open.  grpc-go
+ * bounds running handlers the same way since its fix for that CVE. */
+static void grpc_update_pause(struct grpc_session *gs)
+{
+	if (gs->n_calls > gs->max_streams)
+		conn_pause(gs->conn, CONN_PAUSE_PROTO);
+	else
+		conn_resume(gs->conn, CONN_PAUSE_PROTO);
+}
+
 static void grpc_call_free(struct rpc_call *call)
 {
+	struct grpc_session *gs = call->owner;
 	struct grpc_out *o;
+
+	if (gs) {
+		LIST_REMOVE(call, link);
+		gs->n_calls--;
+		grpc_update_pause(gs);
+	}
 	while ((o = call->out_head)) {
 		call->out_head = o->next;
 		free(o);
@@ -329,7 +354,9 @@ static void grpc_call_detach(struct rpc_call *call)
 	grpc_call_drop_input(call);
 	grpc_call_drop_output(call, false);
 	grpc_timer_stop(call);
+	/* Still counted against the connection while a service holds it. */
 	LIST_REMOVE(call, link);
+	LIST_INSERT_HEAD(&gs->zombies, call, link);
 	call->sess = NULL;
 	if (call->method && !call->closed) {
 		call->closed = true;
@@ -829,12 +856,14 @@ static int grpc_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame
 	call->srv = gs->conn->srv;
 	call->stream_id = frame->hd.stream_id;
 	call->refs = 1; /* the stream's */
-	LIST_INSERT_HEAD(&gs->calls, call, link);
 	if (nghttp2_session_set_stream_user_data(h2, frame->hd.stream_id, call)) {
-		LIST_REMOVE(call, link);
 		free(call);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
+	call->owner = gs;
+	LIST_INSERT_HEAD(&gs->calls, call, link);
+	gs->n_calls++;
+	grpc_update_pause(gs);
 	return 0;
 }
 
@@ -1002,6 +1031,8 @@ static int grpc_start(struct conn *c)
 		return -KV_ENOMEM;
 	gs->conn = c;
 	LIST_INIT(&gs->calls);
+	LIST_INIT(&gs->zombies);
+	gs->max_streams = iv[0].value;
 	max = cfg && cfg->max_request_bytes ? cfg->max_request_bytes : GRPC_DEFAULT_MAX_REQUEST;
 	max += GRPC_RECV_EXTRA;
 	gs->max_recv = max > INT32_MAX ? INT32_MAX : (uint32_t)max;
@@ -1083,6 +1114,11 @@ static void grpc_free(struct conn *c)
 
 	while ((call = LIST_FIRST(&gs->calls)))
 		grpc_call_detach(call);
+	/* Calls services still hold outlive the session. */
+	while ((call = LIST_FIRST(&gs->zombies))) {
+		LIST_REMOVE(call, link);
+		call->owner = NULL;
+	}
 	nghttp2_session_del(gs->h2);
 	free(gs);
 	c->proto_data = NULL;
