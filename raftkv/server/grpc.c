@@ -5,12 +5,15 @@
  *   HEADERS   -> a struct rpc_call: :path routed through rpc_method_find,
  *                grpc-timeout armed as a uv timer, metadata kept for
  *                rpc_call_header(); unknown paths end trailers-only.
- *   DATA      -> length-prefixed messages reassembled.  A message that sits
- *                whole in one chunk is handed over in place (no copy);
- *                otherwise it is copied into a buffer of the announced size,
- *                allocated only after the size passed the receive limit.
- *                Streaming calls get each message as it completes, unary
- *                calls their one message at END_STREAM.
+ *   DATA      -> length-prefixed messages reassembled.  A streaming call's
+ *                message that sits whole in one chunk is handed over in place
+ *                (no copy); otherwise it is copied into a buffer of the
+ *                announced size, allocated only after the size passed the
+ *                receive limit.  Streaming calls get each message as it
+ *                completes.  A unary call completes at END_STREAM and waits
+ *                in the session's ready queue until nghttp2 has taken the
+ *                whole read: a stream the client reset in the same read
+ *                (rapid reset) is dropped without any work started.
  *   close     -> the call is detached: gone if unfinished, on_close once,
  *                freed when the last rpc_call_release() drops it.
  *
@@ -48,6 +51,7 @@ struct grpc_session {
 	struct conn *conn;
 	LIST_HEAD(, rpc_call) calls;   /* streams open */
 	LIST_HEAD(, rpc_call) zombies; /* streams closed, call still held */
+	TAILQ_HEAD(, rpc_call) ready;  /* unary requests complete, not started */
 	uint32_t n_calls;  /* on both lists */
 	uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS we sent */
 	size_t buffered;  /* bytes allocated for partly received messages */
@@ -70,6 +74,7 @@ struct rpc_call {
 	const struct rpc_method *method;
 	void *data;
 	LIST_ENTRY(rpc_call) link;
+	TAILQ_ENTRY(rpc_call) ready_link;
 	int32_t stream_id;
 	uint32_t refs;
 	/* request headers: "name\0value\0" pairs, bounded by hdr_bytes */
@@ -100,7 +105,7 @@ struct rpc_call {
 	bool ct_ok : 1;            /* content-type application/grpc[+-;]... */
 	bool ct_proto : 1;         /* ... exactly application/grpc+proto */
 	bool bad_timeout : 1;
-	bool eos_frame : 1;        /* the DATA frame being read ends the stream */
+	bool ready : 1;            /* on the session's ready queue */
 	bool has_pending : 1;
 	bool delivered : 1;        /* unary: the message went to the service */
 	bool headers_sent : 1;
@@ -354,6 +359,10 @@ static void grpc_call_detach(struct rpc_call *call)
 	grpc_call_drop_input(call);
 	grpc_call_drop_output(call, false);
 	grpc_timer_stop(call);
+	if (call->ready) {
+		TAILQ_REMOVE(&gs->ready, call, ready_link);
+		call->ready = false;
+	}
 	/* Still counted against the connection while a service holds it. */
 	LIST_REMOVE(call, link);
 	LIST_INSERT_HEAD(&gs->zombies, call, link);
@@ -677,7 +686,7 @@ static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 			mlen = grpc_be32(call->prefix + 1);
 			if (grpc_call_check_prefix(call, call->prefix[0], mlen))
 				return;
-			if (grpc_streaming_in(call) ? mlen <= len : (call->eos_frame && mlen == len)) {
+			if (grpc_streaming_in(call) && mlen <= len) {
 				/* Whole in this chunk: hand it over in place. */
 				grpc_call_deliver(call, p, mlen);
 				p += mlen;
@@ -730,7 +739,9 @@ static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 /* The client half-closed the stream. */
 static void grpc_call_eos(struct rpc_call *call)
 {
-	if (call->finished || !call->sess || !call->method)
+	struct grpc_session *gs = call->sess;
+
+	if (call->finished || !gs || !call->method)
 		return;
 	if (call->rbuf || call->prefix_len) {
 		grpc_call_end(call, GRPC_UNKNOWN, "unexpected EOF", true);
@@ -744,6 +755,15 @@ static void grpc_call_eos(struct rpc_call *call)
 		}
 		return;
 	}
+	TAILQ_INSERT_TAIL(&gs->ready, call, ready_link);
+	call->ready = true;
+}
+
+/* A unary call off the ready queue: its one message goes to the service. */
+static void grpc_call_run(struct rpc_call *call)
+{
+	if (call->finished || !call->sess)
+		return;
 	if (call->has_pending) {
 		uint8_t *m = call->pending;
 		uint32_t mlen = call->pending_len;
@@ -760,6 +780,20 @@ static void grpc_call_eos(struct rpc_call *call)
 	if (call->method->on_half_close && call->sess && !call->finished) {
 		rpc_call_hold(call);
 		call->method->on_half_close(call);
+		rpc_call_release(call);
+	}
+}
+
+/* Starts the unary calls that completed in the read just processed. */
+static void grpc_dispatch(struct grpc_session *gs)
+{
+	struct rpc_call *call;
+
+	while ((call = TAILQ_FIRST(&gs->ready))) {
+		TAILQ_REMOVE(&gs->ready, call, ready_link);
+		call->ready = false;
+		rpc_call_hold(call);
+		grpc_call_run(call);
 		rpc_call_release(call);
 	}
 }
@@ -905,17 +939,6 @@ static int grpc_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const
 	return 0;
 }
 
-static int grpc_on_begin_frame(nghttp2_session *h2, const nghttp2_frame_hd *hd, void *user_data)
-{
-	struct rpc_call *call;
-	if (hd->type != NGHTTP2_DATA)
-		return 0;
-	call = nghttp2_session_get_stream_user_data(h2, hd->stream_id);
-	if (call)
-		call->eos_frame = (hd->flags & NGHTTP2_FLAG_END_STREAM) != 0;
-	return 0;
-}
-
 static int grpc_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
 			      size_t len, void *user_data)
 {
@@ -981,7 +1004,6 @@ static int grpc_setup(void)
 		return -KV_ENOMEM;
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, grpc_on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, grpc_on_header);
-	nghttp2_session_callbacks_set_on_begin_frame_callback(cb, grpc_on_begin_frame);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, grpc_on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, grpc_on_frame_recv);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cb, grpc_on_frame_send);
@@ -1032,6 +1054,7 @@ static int grpc_start(struct conn *c)
 	gs->conn = c;
 	LIST_INIT(&gs->calls);
 	LIST_INIT(&gs->zombies);
+	TAILQ_INIT(&gs->ready);
 	gs->max_streams = iv[0].value;
 	max = cfg && cfg->max_request_bytes ? cfg->max_request_bytes : GRPC_DEFAULT_MAX_REQUEST;
 	max += GRPC_RECV_EXTRA;
@@ -1066,6 +1089,7 @@ static int grpc_recv(struct conn *c, const uint8_t *buf, size_t len)
 		LOGD("conn %p: http2 recv: %s", (void *)c, nghttp2_strerror((int)rv));
 		return -KV_EMALFORMED;
 	}
+	grpc_dispatch(gs);
 	return 0;
 }
 
