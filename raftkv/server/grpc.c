@@ -52,8 +52,12 @@ struct grpc_session {
 	LIST_HEAD(, rpc_call) calls;   /* streams open */
 	LIST_HEAD(, rpc_call) zombies; /* streams closed, call still held */
 	TAILQ_HEAD(, rpc_call) ready;  /* unary requests complete, not started */
+	TAILQ_HEAD(, rpc_call) waiting; /* answers computed late, waiting for room */
 	uint32_t n_calls;  /* on both lists */
 	uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS we sent */
+	size_t out_all;    /* queued response bytes of every call */
+	size_t out_unary;  /* ... of unary calls */
+	bool out_full;     /* out_unary went over GRPC_OUT_HIGH, not yet under LOW */
 	size_t buffered;  /* bytes allocated for partly received messages */
 	uint32_t max_recv; /* receive limit per message */
 };
@@ -74,7 +78,9 @@ struct rpc_call {
 	const struct rpc_method *method;
 	void *data;
 	LIST_ENTRY(rpc_call) link;
-	TAILQ_ENTRY(rpc_call) ready_link;
+	TAILQ_ENTRY(rpc_call) ready_link; /* ready or waiting */
+	void (*room_fn)(void *arg);
+	void *room_arg;
 	int32_t stream_id;
 	uint32_t refs;
 	/* request headers: "name\0value\0" pairs, bounded by hdr_bytes */
@@ -106,6 +112,7 @@ struct rpc_call {
 	bool ct_proto : 1;         /* ... exactly application/grpc+proto */
 	bool bad_timeout : 1;
 	bool ready : 1;            /* on the session's ready queue */
+	bool waiting : 1;          /* on the session's waiting queue */
 	bool has_pending : 1;
 	bool delivered : 1;        /* unary: the message went to the service */
 	bool headers_sent : 1;
@@ -261,6 +268,44 @@ static void grpc_update_pause(struct grpc_session *gs)
 		conn_resume(gs->conn, CONN_PAUSE_PROTO);
 }
 
+static bool grpc_call_unary(const struct rpc_call *call)
+{
+	return call->method && call->method->kind == RPC_UNARY;
+}
+
+/* Response bytes queued on a call (before nghttp2 pulls them). */
+static void grpc_out_add(struct rpc_call *call, size_t n)
+{
+	struct grpc_session *gs = call->sess;
+
+	call->out_bytes += n;
+	gs->out_all += n;
+	if (!grpc_call_unary(call))
+		return;
+	gs->out_unary += n;
+	if (!gs->out_full && gs->out_unary >= GRPC_OUT_HIGH) {
+		gs->out_full = true;
+		grpc_update_pause(gs);
+	}
+}
+
+static void grpc_out_sub(struct rpc_call *call, size_t n)
+{
+	struct grpc_session *gs = call->sess;
+
+	call->out_bytes -= n;
+	gs->out_all -= n;
+	if (!grpc_call_unary(call))
+		return;
+	gs->out_unary -= n;
+	if (gs->out_full && gs->out_unary < GRPC_OUT_LOW) {
+		gs->out_full = false;
+		/* the queues move again at the next flush */
+		if (!TAILQ_EMPTY(&gs->ready) || !TAILQ_EMPTY(&gs->waiting))
+			conn_want_flush(gs->conn);
+	}
+}
+
 static void grpc_call_free(struct rpc_call *call)
 {
 	struct grpc_session *gs = call->owner;
@@ -335,11 +380,11 @@ static void grpc_call_drop_output(struct rpc_call *call, bool keep_started)
 		next = o->next;
 		o->next = NULL;
 		call->out_tail = o;
-		call->out_bytes = o->len - o->off;
+		grpc_out_sub(call, call->out_bytes - (o->len - o->off));
 		o = next;
 	} else {
 		call->out_head = call->out_tail = NULL;
-		call->out_bytes = 0;
+		grpc_out_sub(call, call->out_bytes);
 	}
 	while (o) {
 		next = o->next;
@@ -362,6 +407,12 @@ static void grpc_call_detach(struct rpc_call *call)
 	if (call->ready) {
 		TAILQ_REMOVE(&gs->ready, call, ready_link);
 		call->ready = false;
+	}
+	if (call->waiting) {
+		/* gone now: the service learns it from its wait */
+		TAILQ_REMOVE(&gs->waiting, call, ready_link);
+		call->waiting = false;
+		call->room_fn(call->room_arg);
 	}
 	/* Still counted against the connection while a service holds it. */
 	LIST_REMOVE(call, link);
@@ -414,7 +465,7 @@ static ssize_t grpc_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *b
 		memcpy(buf + n, o->data + o->off, take);
 		o->off += take;
 		n += take;
-		call->out_bytes -= take;
+		grpc_out_sub(call, take);
 		if (o->off == o->len) {
 			call->out_head = o->next;
 			if (!call->out_head)
@@ -551,6 +602,7 @@ static bool grpc_call_gone(const struct rpc_call *call)
 
 static int grpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 {
+	struct grpc_session *gs;
 	struct grpc_out *o;
 	size_t size;
 
@@ -559,6 +611,13 @@ static int grpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 	size = protobuf_c_message_get_packed_size(msg);
 	if (size > INT32_MAX)
 		return -KV_EINTERNAL;
+	gs = call->sess;
+	if (grpc_call_unary(call) && gs->out_unary > 0 && gs->out_unary + 5 + size > GRPC_OUT_MAX) {
+		/* The client leaves its answers unread (or asked for more at
+		 * once than it can take): refuse instead of queueing more. */
+		grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ETOOMANYREQUESTS), true);
+		return -KV_ECANCELED;
+	}
 	o = malloc(sizeof(*o) + 5 + size);
 	if (!o)
 		return -KV_ENOMEM;
@@ -576,7 +635,7 @@ static int grpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 	else
 		call->out_head = o;
 	call->out_tail = o;
-	call->out_bytes += o->len;
+	grpc_out_add(call, o->len);
 	metrics.grpc_sent_bytes += size;
 	if (call->method)
 		metrics_grpc_msg_sent(rpc_method_index(call->method));
@@ -596,8 +655,25 @@ static size_t grpc_call_pending_bytes(const struct rpc_call *call)
 {
 	/* A running count: watch asks once per stream per revision, and
 	 * walking a queue of thousands of small messages each time made fan-out
-	 * quadratic under load. */
+	 * quadratic under load.  Over the connection's budget every stream of
+	 * it reads as full, so watch and snapshot streams hold back (watchers
+	 * go unsynced and catch up later) however many there are. */
+	if (call->sess && call->sess->out_all >= GRPC_OUT_MAX && call->out_bytes < GRPC_OUT_MAX)
+		return GRPC_OUT_MAX;
 	return call->out_bytes;
+}
+
+static int grpc_call_wait_room(struct rpc_call *call, void (*fn)(void *arg), void *arg)
+{
+	struct grpc_session *gs = call->sess;
+
+	if (!gs || !gs->out_full || call->gone || call->finished || call->waiting)
+		return 0;
+	call->room_fn = fn;
+	call->room_arg = arg;
+	call->waiting = true;
+	TAILQ_INSERT_TAIL(&gs->waiting, call, ready_link);
+	return 1;
 }
 
 static const struct rpc_call_ops grpc_call_ops = {
@@ -611,6 +687,7 @@ static const struct rpc_call_ops grpc_call_ops = {
 	.send = grpc_call_send,
 	.finish_status = grpc_call_finish_status,
 	.pending_bytes = grpc_call_pending_bytes,
+	.wait_room = grpc_call_wait_room,
 };
 
 /* --- receiving ---------------------------------------------------------- */
@@ -784,12 +861,23 @@ static void grpc_call_run(struct rpc_call *call)
 	}
 }
 
-/* Starts the unary calls that completed in the read just processed. */
+/* Starts the unary calls that completed in the read just processed (or
+ * that waited for the client to take its answers). */
 static void grpc_dispatch(struct grpc_session *gs)
 {
 	struct rpc_call *call;
 
-	while ((call = TAILQ_FIRST(&gs->ready))) {
+	/* Not while the client leaves answers unread: answers computed late
+	 * wait for room first, and requests wait here (as requests, small)
+	 * instead of being answered into memory. */
+	while (!gs->out_full && (call = TAILQ_FIRST(&gs->waiting))) {
+		TAILQ_REMOVE(&gs->waiting, call, ready_link);
+		call->waiting = false;
+		rpc_call_hold(call);
+		call->room_fn(call->room_arg);
+		rpc_call_release(call);
+	}
+	while (!gs->out_full && (call = TAILQ_FIRST(&gs->ready))) {
 		TAILQ_REMOVE(&gs->ready, call, ready_link);
 		call->ready = false;
 		rpc_call_hold(call);
@@ -1055,6 +1143,7 @@ static int grpc_start(struct conn *c)
 	LIST_INIT(&gs->calls);
 	LIST_INIT(&gs->zombies);
 	TAILQ_INIT(&gs->ready);
+	TAILQ_INIT(&gs->waiting);
 	gs->max_streams = iv[0].value;
 	max = cfg && cfg->max_request_bytes ? cfg->max_request_bytes : GRPC_DEFAULT_MAX_REQUEST;
 	max += GRPC_RECV_EXTRA;
@@ -1100,6 +1189,7 @@ static int grpc_flush(struct conn *c)
 	ssize_t n;
 	int rv;
 
+	grpc_dispatch(gs);
 	for (;;) {
 		if (conn_out_full(c))
 			return nghttp2_session_want_write(gs->h2) ? 1 : 0;

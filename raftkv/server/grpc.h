@@ -14,6 +14,16 @@
  *     ones notice); GRPC_CONN_BUFFER_MAX bytes of partly received messages
  *     per connection (beyond: RESOURCE_EXHAUSTED "etcdserver: too many
  *     requests").
+ *   send: while a connection's unary answers wait unread (socket full or
+ *     flow-control windows shut) above GRPC_OUT_HIGH, its completed unary
+ *     requests are not started and answers computed late (reads after
+ *     their barrier, rpc_call_wait_room) wait, until they drain under
+ *     GRPC_OUT_LOW; reading goes on (the client's WINDOW_UPDATEs are what
+ *     drains them).  An answer that would still take them over
+ *     GRPC_OUT_MAX fails with RESOURCE_EXHAUSTED "etcdserver: too many
+ *     requests" (one answer alone always goes, whatever its size).
+ *     Streaming calls bound their own queues (watch, snapshot) and all read
+ *     as full while the whole connection holds GRPC_OUT_MAX.
  */
 #ifndef RAFTKV_GRPC_H
 #define RAFTKV_GRPC_H
@@ -23,6 +33,9 @@
 #define GRPC_MAX_STREAMS 10000
 #define GRPC_MAX_HEADER_LIST (64 * 1024)
 #define GRPC_CONN_BUFFER_MAX (64u << 20)
+#define GRPC_OUT_HIGH (4u << 20)
+#define GRPC_OUT_LOW (1u << 20)
+#define GRPC_OUT_MAX (64u << 20)
 /* etcd: the gRPC receive limit is --max-request-bytes plus this. */
 #define GRPC_RECV_EXTRA (512 * 1024)
 

@@ -142,6 +142,12 @@ size_t rpc_call_pending_bytes(const struct rpc_call *call)
 	return ops->pending_bytes ? ops->pending_bytes(call) : 0;
 }
 
+int rpc_call_wait_room(struct rpc_call *call, void (*fn)(void *arg), void *arg)
+{
+	const struct rpc_call_ops *ops = rpc_ops(call);
+	return ops->wait_room ? ops->wait_room(call, fn, arg) : 0;
+}
+
 int rpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message)
 {
 	return rpc_ops(call)->finish_status(call, code, message);

@@ -73,6 +73,12 @@ int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg);
  * pauses while this is high instead of queueing without bound.  0 for a
  * transport that does not tell. */
 size_t rpc_call_pending_bytes(const struct rpc_call *call);
+/* Backpressure for an answer computed late (a read after its barrier): 0
+ * when the client can take it now; 1 when the transport already holds too
+ * much the client has not read, and then fn(arg) runs once there is room
+ * again or the call is gone (check rpc_call_gone).  One wait per call at a
+ * time.  0 for a transport that does not tell. */
+int rpc_call_wait_room(struct rpc_call *call, void (*fn)(void *arg), void *arg);
 /* Ends the call: err 0 is grpc-status 0, otherwise a KV_E* code mapped
  * through err.h.  Trailers-only when nothing was sent. Idempotent. */
 int rpc_call_finish(struct rpc_call *call, int err);
@@ -94,6 +100,7 @@ struct rpc_call_ops {
 	int (*send)(struct rpc_call *call, const ProtobufCMessage *msg);
 	int (*finish_status)(struct rpc_call *call, enum grpc_code code, const char *message);
 	size_t (*pending_bytes)(const struct rpc_call *call); /* optional */
+	int (*wait_room)(struct rpc_call *call, void (*fn)(void *arg), void *arg); /* optional */
 };
 
 struct rpc_call_head {

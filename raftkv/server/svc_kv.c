@@ -179,16 +179,28 @@ static void svc_serve_read(struct rpc_call *call, struct arena *a, ProtobufCMess
 	}
 }
 
+static void svc_read_room(void *arg);
+
 static void svc_read_ready(void *arg, int err)
 {
 	struct svc_read *r = arg;
-	if (err)
+	if (err) {
 		rpc_call_finish(r->call, err);
-	else if (!rpc_call_gone(r->call))
+	} else if (!rpc_call_gone(r->call)) {
+		/* Many reads complete at one barrier: a client that does not
+		 * take their answers gets them one budget at a time. */
+		if (rpc_call_wait_room(r->call, svc_read_room, r))
+			return;
 		svc_serve_read(r->call, &r->arena, r->req);
+	}
 	rpc_call_release(r->call);
 	arena_close(&r->arena);
 	free(r);
+}
+
+static void svc_read_room(void *arg)
+{
+	svc_read_ready(arg, 0);
 }
 
 /* Decodes into a heap-allocated read so it can wait for a barrier. */
