@@ -11,7 +11,8 @@
  *   64 KiB of request headers per stream; concurrent streams per
  *     connection: --max-concurrent-streams, at most GRPC_MAX_STREAMS (etcd
  *     advertises 2^32-1; clients queue above the limit, so only abusive
- *     ones notice); GRPC_CONN_BUFFER_MAX bytes of partly received messages
+ *     ones notice; each live call can hold a 4 KiB arena, so the cap is
+ *     what a connection can pin); GRPC_CONN_BUFFER_MAX bytes of partly received messages
  *     per connection (beyond: RESOURCE_EXHAUSTED "etcdserver: too many
  *     requests").
  *   send: while a connection's unary answers wait unread (socket full or
@@ -30,7 +31,7 @@
 
 #include "server/listener.h"
 
-#define GRPC_MAX_STREAMS 10000
+#define GRPC_MAX_STREAMS 1000
 #define GRPC_MAX_HEADER_LIST (64 * 1024)
 #define GRPC_CONN_BUFFER_MAX (64u << 20)
 #define GRPC_OUT_HIGH (4u << 20)
