@@ -62,10 +62,12 @@ struct listener {
 	uv_loop_t *loop;
 	struct listener_sock *socks;
 	LIST_HEAD(, conn) conns;
+	LIST_HEAD(, conn) shutting; /* closing gracefully, output draining */
 	size_t n_conns;
 	TAILQ_HEAD(, conn) dirty;
 	uv_prepare_t prepare;
-	int handles; /* open uv handles: sockets, connections, prepare */
+	uv_timer_t tick;
+	int handles; /* open uv handles: sockets, connections, prepare, tick */
 	bool stopping;
 	bool freeing;
 	void (*done)(void *arg);
@@ -80,6 +82,7 @@ struct listener {
 struct conn_priv {
 	struct conn pub;
 	uv_shutdown_t shut;
+	uint64_t t_close; /* graceful close began (loop time, ms) */
 	enum conn_state state;
 	bool more; /* the protocol has output it could not queue yet */
 };
@@ -111,6 +114,11 @@ static void listener_sock_close_cb(uv_handle_t *h)
 }
 
 static void listener_prepare_close_cb(uv_handle_t *h)
+{
+	listener_handle_closed(h->data);
+}
+
+static void listener_tick_close_cb(uv_handle_t *h)
 {
 	listener_handle_closed(h->data);
 }
@@ -296,10 +304,9 @@ static void conn_destroy(struct conn *c)
 
 	if (cp->state == CONN_CLOSING)
 		return;
-	if (cp->state == CONN_OPEN) {
-		LIST_REMOVE(c, link);
+	if (cp->state == CONN_OPEN)
 		l->n_conns--;
-	}
+	LIST_REMOVE(c, link);
 	cp->state = CONN_CLOSING;
 	conn_unlink(c);
 	conn_release_proto(c);
@@ -324,6 +331,8 @@ static void conn_close_graceful(struct conn *c)
 		return;
 	LIST_REMOVE(c, link);
 	l->n_conns--;
+	LIST_INSERT_HEAD(&l->shutting, c, link);
+	cp->t_close = uv_now(l->loop);
 	cp->state = CONN_SHUTTING;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	conn_unlink(c);
@@ -405,6 +414,42 @@ void conn_want_flush(struct conn *c)
 	TAILQ_INSERT_TAIL(&l->dirty, c, dirty_link);
 	if (!uv_is_active((uv_handle_t *)&l->prepare))
 		uv_prepare_start(&l->prepare, listener_prepare_cb);
+}
+
+/* --- deadlines ----------------------------------------------------------- */
+
+static void listener_tick_cb(uv_timer_t *t)
+{
+	struct listener *l = t->data;
+	uint64_t now = uv_now(l->loop);
+	struct conn *c, *next;
+	int rv;
+
+	for (c = LIST_FIRST(&l->conns); c; c = next) {
+		next = LIST_NEXT(c, link);
+		if (!c->proto) {
+			/* Slowloris: the preface one byte at a time, or nothing. */
+			if (now - c->t_open >= LISTENER_HANDSHAKE_MS) {
+				LOGD("conn %p: no protocol after %d ms: closing", (void *)c, LISTENER_HANDSHAKE_MS);
+				conn_destroy(c);
+			}
+			continue;
+		}
+		if (!c->proto->tick || !c->proto_data)
+			continue;
+		rv = c->proto->tick(c, now);
+		if (rv < 0) {
+			LOGD("conn %p: %s: closing: %s", (void *)c, c->proto->name, kv_err_name(rv));
+			conn_destroy(c);
+		}
+	}
+	/* A client that never reads would keep a closing connection, its
+	 * socket and its unsent output forever. */
+	for (c = LIST_FIRST(&l->shutting); c; c = next) {
+		next = LIST_NEXT(c, link);
+		if (now - CONN_PRIV(c)->t_close >= LISTENER_CLOSE_MS)
+			conn_destroy(c);
+	}
 }
 
 /* --- reading ------------------------------------------------------------ */
@@ -526,6 +571,7 @@ static void listener_conn_cb(uv_stream_t *server, int status)
 	c = &cp->pub;
 	c->lis = l;
 	c->srv = l->srv;
+	c->t_open = uv_now(l->loop);
 	c->tcp.data = c;
 	uv_tcp_init(l->loop, &c->tcp);
 	l->handles++;
@@ -650,10 +696,15 @@ int listener_new(struct server *srv, struct listener **out)
 	l->srv = srv;
 	l->loop = srv->loop;
 	LIST_INIT(&l->conns);
+	LIST_INIT(&l->shutting);
 	TAILQ_INIT(&l->dirty);
 	uv_prepare_init(l->loop, &l->prepare);
 	l->prepare.data = l;
-	l->handles = 1;
+	uv_timer_init(l->loop, &l->tick);
+	l->tick.data = l;
+	uv_timer_start(&l->tick, listener_tick_cb, LISTENER_TICK_MS, LISTENER_TICK_MS);
+	uv_unref((uv_handle_t *)&l->tick);
+	l->handles = 2;
 	for (i = 0; i < srv->cfg->n_listen_client_urls && rv == 0; i++)
 		rv = listener_open_url(l, srv->cfg->listen_client_urls[i]);
 	if (rv == 0 && !l->socks) {
@@ -707,7 +758,10 @@ void listener_free(struct listener *l, void (*done)(void *arg), void *arg)
 	listener_close_socks(l);
 	while ((c = LIST_FIRST(&l->conns)))
 		conn_destroy(c);
+	while ((c = LIST_FIRST(&l->shutting)))
+		conn_destroy(c);
 	uv_close((uv_handle_t *)&l->prepare, listener_prepare_close_cb);
+	uv_close((uv_handle_t *)&l->tick, listener_tick_close_cb);
 }
 
 size_t listener_conn_count(const struct listener *l)

@@ -13,6 +13,13 @@
  * one iteration leaves in one write per connection.  A connection whose
  * unwritten output grows past a high-water mark stops being read (and stops
  * producing HTTP/2 output) until its writes drain.
+ *
+ * Deadlines (checked by one listener timer, once a second): a connection
+ * must tell its protocol (the preface, or a first byte that is not the
+ * preface) within LISTENER_HANDSHAKE_MS of being accepted, and a closing
+ * connection must get its last output taken within LISTENER_CLOSE_MS, or it
+ * is closed at once.  The protocols' own timeouts run from the same timer
+ * (conn_proto.tick).
  */
 #ifndef RAFTKV_LISTENER_H
 #define RAFTKV_LISTENER_H
@@ -69,7 +76,15 @@ struct conn_proto {
 	void (*shutdown)(struct conn *c);
 	/* The connection is closing: release everything in proto_data. */
 	void (*free)(struct conn *c);
+	/* Optional, once every LISTENER_TICK_MS with the loop's time (ms):
+	 * the protocol's timeouts.  Returns 0, or a negative code to close
+	 * at once. */
+	int (*tick)(struct conn *c, uint64_t now);
 };
+
+#define LISTENER_TICK_MS 1000
+#define LISTENER_HANDSHAKE_MS 10000
+#define LISTENER_CLOSE_MS 10000
 
 struct conn_wbuf;
 
@@ -82,6 +97,7 @@ struct conn {
 	LIST_ENTRY(conn) link;           /* listener's connections */
 	TAILQ_ENTRY(conn) dirty_link;    /* listener's flush queue */
 	struct conn_wbuf *wb;            /* output not yet handed to uv_write */
+	uint64_t t_open;                 /* accepted, loop time in ms */
 	uint8_t pause;                   /* CONN_PAUSE_* bits; reading iff 0 */
 	bool dirty;
 	bool closing;                    /* shutdown/close under way */
