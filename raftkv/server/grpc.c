@@ -24,6 +24,15 @@
  * stream the client has not half-closed is reset with NO_ERROR, as grpc-go
  * does, so clients stop uploading to a call that is over.  The listener's
  * flush pulls frames out with nghttp2_session_mem_send.
+ *
+ * Keepalive, as grpc-go with etcd's flags: with no frame in and no DATA out
+ * for --grpc-keepalive-interval the server PINGs, and closes the connection
+ * if nothing comes in for --grpc-keepalive-timeout more (a client that
+ * stopped reading is found this way).  A client that PINGs more often than
+ * --grpc-keepalive-min-time (every 2 h with no stream open), without our
+ * HEADERS or DATA in between, gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
+ * at the third time, and the connection closes.  The client's SETTINGS
+ * must come within LISTENER_HANDSHAKE_MS of the preface.
  */
 #include "server/grpc.h"
 
@@ -55,12 +64,35 @@ struct grpc_session {
 	TAILQ_HEAD(, rpc_call) waiting; /* answers computed late, waiting for room */
 	uint32_t n_calls;  /* on both lists */
 	uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS we sent */
+	uint32_t n_open;   /* calls on the calls list */
 	size_t out_all;    /* queued response bytes of every call */
 	size_t out_unary;  /* ... of unary calls */
 	bool out_full;     /* out_unary went over GRPC_OUT_HIGH, not yet under LOW */
 	size_t buffered;  /* bytes allocated for partly received messages */
 	uint32_t max_recv; /* receive limit per message */
+	/* keepalive and ping policy (loop times in ms) */
+	uint64_t t_start;
+	uint64_t ka_interval; /* 0: no keepalive */
+	uint64_t ka_timeout;
+	uint64_t ka_next;     /* next check */
+	uint64_t ping_min;    /* client PINGs closer than this strike */
+	uint64_t last_ping;
+	uint8_t ping_strikes;
+	bool settings_seen;   /* the client's first SETTINGS came */
+	bool activity;        /* frame in or DATA out since the last check */
+	bool ka_ping_out;     /* our PING is out, nothing came since */
+	bool pinged;          /* last_ping is set */
+	bool reset_strikes;   /* HEADERS or DATA went out since the last PING */
+	bool calm;            /* GOAWAY too_many_pings submitted */
+	bool over;            /* ... and sent: close */
 };
+
+/* grpc-go: at most 2 strikes; without streams a client should not PING
+ * more often than every 2 hours (its keepalive needs a stream). */
+#define GRPC_MAX_PING_STRIKES 2
+#define GRPC_PING_IDLE_MS (2 * 3600 * 1000ull)
+/* grpc-go's enforcement MinTime when none is configured. */
+#define GRPC_PING_MIN_DEFAULT_MS (5 * 60 * 1000ull)
 
 /* One queued response message: prefix and protobuf, packed once. */
 struct grpc_out {
@@ -408,6 +440,7 @@ static void grpc_call_detach(struct rpc_call *call)
 		TAILQ_REMOVE(&gs->ready, call, ready_link);
 		call->ready = false;
 	}
+	gs->n_open--;
 	if (call->waiting) {
 		/* gone now: the service learns it from its wait */
 		TAILQ_REMOVE(&gs->waiting, call, ready_link);
@@ -985,6 +1018,7 @@ static int grpc_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame
 	call->owner = gs;
 	LIST_INSERT_HEAD(&gs->calls, call, link);
 	gs->n_calls++;
+	gs->n_open++;
 	grpc_update_pause(gs);
 	return 0;
 }
@@ -1039,10 +1073,45 @@ static int grpc_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream
 	return 0;
 }
 
+/* grpc-go's keepalive enforcement (http2_server.go handlePing). */
+static void grpc_on_client_ping(struct grpc_session *gs)
+{
+	uint64_t now = uv_now(gs->conn->srv->loop);
+	bool strike;
+
+	if (gs->reset_strikes) {
+		gs->reset_strikes = false;
+		gs->ping_strikes = 0;
+	} else {
+		strike = gs->pinged && now - gs->last_ping < (gs->n_open ? gs->ping_min : GRPC_PING_IDLE_MS);
+		if (strike && ++gs->ping_strikes > GRPC_MAX_PING_STRIKES && !gs->calm) {
+			LOGD("conn %p: too many pings", (void *)gs->conn);
+			nghttp2_submit_goaway(gs->h2, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(gs->h2),
+					      NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)"too_many_pings", 14);
+			gs->calm = true;
+		}
+	}
+	gs->last_ping = now;
+	gs->pinged = true;
+}
+
+static int grpc_on_begin_frame(nghttp2_session *h2, const nghttp2_frame_hd *hd, void *user_data)
+{
+	struct grpc_session *gs = user_data;
+	gs->activity = true;
+	return 0;
+}
+
 static int grpc_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
 {
+	struct grpc_session *gs = user_data;
 	struct rpc_call *call;
 
+	if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK))
+		gs->settings_seen = true;
+	if (frame->hd.type == NGHTTP2_PING && !(frame->hd.flags & NGHTTP2_FLAG_ACK))
+		grpc_on_client_ping(gs);
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
@@ -1059,6 +1128,14 @@ static int grpc_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, v
 
 static int grpc_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
 {
+	struct grpc_session *gs = user_data;
+
+	if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
+		gs->reset_strikes = true;
+	if (frame->hd.type == NGHTTP2_DATA)
+		gs->activity = true; /* the client takes our output */
+	if (frame->hd.type == NGHTTP2_GOAWAY && gs->calm)
+		gs->over = true;
 	/* Our END_STREAM went out while the client is still sending: tell it
 	 * to stop, as grpc-go does after writing the status. */
 	if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
@@ -1092,6 +1169,7 @@ static int grpc_setup(void)
 		return -KV_ENOMEM;
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, grpc_on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, grpc_on_header);
+	nghttp2_session_callbacks_set_on_begin_frame_callback(cb, grpc_on_begin_frame);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, grpc_on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, grpc_on_frame_recv);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cb, grpc_on_frame_send);
@@ -1145,6 +1223,20 @@ static int grpc_start(struct conn *c)
 	TAILQ_INIT(&gs->ready);
 	TAILQ_INIT(&gs->waiting);
 	gs->max_streams = iv[0].value;
+	gs->t_start = uv_now(c->srv->loop);
+	gs->ka_interval = 2 * 3600 * 1000ull; /* etcd's defaults */
+	gs->ka_timeout = 20 * 1000;
+	gs->ping_min = 5 * 1000;
+	if (cfg) {
+		/* etcd turns keepalive on only with both set */
+		gs->ka_interval = cfg->grpc_keepalive_interval_ms > 0 && cfg->grpc_keepalive_timeout_ms > 0
+					  ? (uint64_t)cfg->grpc_keepalive_interval_ms
+					  : 0;
+		gs->ka_timeout = (uint64_t)cfg->grpc_keepalive_timeout_ms;
+		gs->ping_min = cfg->grpc_keepalive_min_time_ms > 0 ? (uint64_t)cfg->grpc_keepalive_min_time_ms
+								     : GRPC_PING_MIN_DEFAULT_MS;
+	}
+	gs->ka_next = gs->t_start + gs->ka_interval;
 	max = cfg && cfg->max_request_bytes ? cfg->max_request_bytes : GRPC_DEFAULT_MAX_REQUEST;
 	max += GRPC_RECV_EXTRA;
 	gs->max_recv = max > INT32_MAX ? INT32_MAX : (uint32_t)max;
@@ -1210,7 +1302,31 @@ static int grpc_flush(struct conn *c)
 static bool grpc_done(struct conn *c)
 {
 	struct grpc_session *gs = c->proto_data;
-	return !nghttp2_session_want_read(gs->h2) && !nghttp2_session_want_write(gs->h2);
+	return gs->over || (!nghttp2_session_want_read(gs->h2) && !nghttp2_session_want_write(gs->h2));
+}
+
+static int grpc_tick(struct conn *c, uint64_t now)
+{
+	struct grpc_session *gs = c->proto_data;
+
+	if (!gs->settings_seen)
+		return now - gs->t_start >= LISTENER_HANDSHAKE_MS ? -KV_ETIMEOUT : 0;
+	if (!gs->ka_interval || now < gs->ka_next)
+		return 0;
+	if (gs->activity) {
+		gs->activity = false;
+		gs->ka_ping_out = false;
+		gs->ka_next = now + gs->ka_interval;
+		return 0;
+	}
+	if (gs->ka_ping_out)
+		return -KV_ETIMEOUT; /* grpc-go: "closing server transport due to idleness" */
+	if (nghttp2_submit_ping(gs->h2, NGHTTP2_FLAG_NONE, NULL))
+		return -KV_ENOMEM;
+	gs->ka_ping_out = true;
+	gs->ka_next = now + gs->ka_timeout;
+	conn_want_flush(c);
+	return 0;
 }
 
 static void grpc_shutdown(struct conn *c)
@@ -1246,4 +1362,5 @@ const struct conn_proto grpc_proto = {
 	.done = grpc_done,
 	.shutdown = grpc_shutdown,
 	.free = grpc_free,
+	.tick = grpc_tick,
 };
