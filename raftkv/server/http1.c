@@ -23,15 +23,14 @@
 
 #define HTTP1_DEFAULT_MAX_REQUEST 1572864u
 #define HTTP1_BODY_EXTRA (512 * 1024)
-/* An idle connection keeps a buffer this small; bigger ones are freed. */
-#define HTTP1_KEEP_BUF (16 * 1024)
-
 struct http1_conn {
 	struct conn *conn;
 	char *buf;
 	size_t len;
 	size_t cap;
 	size_t scan;            /* header terminator searched up to here */
+	size_t want;            /* the buffered request's full size, once known */
+	uint64_t t_req;         /* its first byte came (loop time, ms) */
 	size_t max_body;
 	struct http1_req *req;  /* in progress (answered asynchronously) */
 	bool in_dispatch;       /* a handler is running right now */
@@ -803,7 +802,11 @@ static void http1_consume(struct http1_conn *hc, size_t n)
 	hc->continue_sent = false;
 	hc->chunk_off = 0;
 	hc->chunk_body = 0;
-	if (hc->len == 0 && hc->cap > HTTP1_KEEP_BUF) {
+	hc->want = 0;
+	/* the next request's clock starts now (pipelined) or at its first byte */
+	hc->t_req = uv_now(hc->conn->srv->loop);
+	if (hc->len == 0) {
+		/* thousands of idle keep-alive connections cost no buffers */
 		free(hc->buf);
 		hc->buf = NULL;
 		hc->cap = 0;
@@ -876,6 +879,7 @@ static void http1_process(struct http1_conn *hc)
 		} else if (status == 0) {
 			body_len = clen > 0 ? (size_t)clen : 0;
 			raw_len = body_len;
+			hc->want = hlen + body_len;
 			if (hc->len < hlen + body_len) {
 				http1_continue(hc, req);
 				free(req);
@@ -952,6 +956,8 @@ static int http1_recv(struct conn *c, const uint8_t *buf, size_t len)
 		http1_fail(hc, 413, NULL);
 		return 0;
 	}
+	if (hc->len == 0)
+		hc->t_req = uv_now(c->srv->loop);
 	if (need > hc->cap) {
 		size_t cap = hc->cap ? hc->cap : 4096;
 		char *nb;
@@ -988,6 +994,20 @@ static void http1_shutdown(struct conn *c)
 	hc->closing = true;
 }
 
+/* Slowloris: a request that comes slower than HTTP1_MIN_RATE (after the
+ * first HTTP1_READ_MS) is refused; its buffer is freed with the connection. */
+static int http1_tick(struct conn *c, uint64_t now)
+{
+	struct http1_conn *hc = c->proto_data;
+	size_t n = hc->want > hc->len ? hc->want : hc->len;
+
+	if (hc->req || hc->closing || hc->len == 0)
+		return 0;
+	if (now - hc->t_req >= HTTP1_READ_MS + (uint64_t)n * 1000 / HTTP1_MIN_RATE)
+		http1_fail(hc, 408, NULL);
+	return 0;
+}
+
 static void http1_free(struct conn *c)
 {
 	struct http1_conn *hc = c->proto_data;
@@ -1006,4 +1026,5 @@ const struct conn_proto http1_proto = {
 	.done = http1_done,
 	.shutdown = http1_shutdown,
 	.free = http1_free,
+	.tick = http1_tick,
 };

@@ -11,6 +11,12 @@
  * One request at a time per connection: pipelined requests wait in the
  * buffer, and reading pauses while a handler answers asynchronously (a
  * streamed answer reads on, to notice the client leaving).
+ *
+ * Timeouts (etcd's Go server has none; these stop slowloris): a request
+ * must arrive whole within HTTP1_READ_MS of its first byte plus one second
+ * per HTTP1_MIN_RATE bytes of it (its Content-Length once the head is in),
+ * else 408 and close.  A connection between requests has no timeout and
+ * keeps no buffer.
  */
 #ifndef RAFTKV_HTTP1_H
 #define RAFTKV_HTTP1_H
@@ -23,6 +29,8 @@
 
 #define HTTP1_MAX_HEADER_BYTES (64 * 1024)
 #define HTTP1_MAX_HEADERS 100
+#define HTTP1_READ_MS 10000
+#define HTTP1_MIN_RATE (64 * 1024)
 
 struct http1_conn;
 struct http1_req;
