@@ -1188,6 +1188,20 @@ static int grpc_setup(void)
 	 * none of those rules (grpc.c checks :path, content-type and the
 	 * message framing itself), so they are off. */
 	nghttp2_option_set_no_http_messaging(grpc_option, 1);
+	/* Flood limits, spelled out (these are nghttp2's defaults): a peer
+	 * that makes nghttp2 queue more than this many SETTINGS/PING ACKs
+	 * (we stop flushing while its socket is full), sends more SETTINGS
+	 * entries in one frame, more CONTINUATIONs after one HEADERS (16 KiB
+	 * frames: 144 KiB, above our 64 KiB header list) or resets streams
+	 * faster than the token bucket is closed with GOAWAY. */
+	nghttp2_option_set_max_outbound_ack(grpc_option, 1000);
+	nghttp2_option_set_max_settings(grpc_option, 32);
+#ifdef HAVE_NGHTTP2_OPTION_SET_MAX_CONTINUATIONS
+	nghttp2_option_set_max_continuations(grpc_option, 8);
+#endif
+#ifdef HAVE_NGHTTP2_OPTION_SET_STREAM_RESET_RATE_LIMIT
+	nghttp2_option_set_stream_reset_rate_limit(grpc_option, 1000, 33);
+#endif
 	grpc_callbacks = cb;
 	return 0;
 }
