@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "lib/err.h"
@@ -64,6 +65,9 @@ struct listener {
 	LIST_HEAD(, conn) conns;
 	LIST_HEAD(, conn) shutting; /* closing gracefully, output draining */
 	size_t n_conns;
+	size_t max_handles; /* connection cap, see listener_fd_budget */
+	uint64_t refused;   /* connections closed at the cap, for the log */
+	uint64_t refused_logged_at;
 	TAILQ_HEAD(, conn) dirty;
 	uv_prepare_t prepare;
 	uv_timer_t tick;
@@ -560,7 +564,11 @@ static void listener_conn_cb(uv_stream_t *server, int status)
 	struct conn *c;
 
 	if (status < 0) {
-		LOGW("accept on %s: %s", s->addr, uv_strerror(status));
+		/* EMFILE repeats for every connection libuv turns away */
+		if (status != UV_EMFILE || uv_now(l->loop) - l->refused_logged_at >= 10000) {
+			LOGW("accept on %s: %s", s->addr, uv_strerror(status));
+			l->refused_logged_at = uv_now(l->loop);
+		}
 		return;
 	}
 	cp = calloc(1, sizeof(*cp));
@@ -578,6 +586,16 @@ static void listener_conn_cb(uv_stream_t *server, int status)
 	LIST_INSERT_HEAD(&l->conns, c, link);
 	l->n_conns++;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+		conn_destroy(c);
+		return;
+	}
+	if ((size_t)l->handles > l->max_handles) {
+		l->refused++;
+		if (uv_now(l->loop) - l->refused_logged_at >= 10000) {
+			LOGW("%zu client connections: at the limit set by RLIMIT_NOFILE, refusing new ones "
+			     "(%llu so far)", l->n_conns, (unsigned long long)l->refused);
+			l->refused_logged_at = uv_now(l->loop);
+		}
 		conn_destroy(c);
 		return;
 	}
@@ -684,6 +702,31 @@ static int listener_open_url(struct listener *l, const char *url)
 	return rv;
 }
 
+/* Handles (one descriptor each, nearly all client connections) the
+ * listener may hold: the soft RLIMIT_NOFILE, first raised to the hard one
+ * (Go does this at start-up, so etcd gets it too), less a reserve. */
+static size_t listener_fd_budget(void)
+{
+	struct rlimit rl;
+	rlim_t reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return SIZE_MAX;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = {rl.rlim_max, rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl.rlim_cur = rl.rlim_max;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= SIZE_MAX)
+		return SIZE_MAX;
+	reserve = rl.rlim_cur / 16;
+	if (reserve < LISTENER_FD_RESERVE)
+		reserve = LISTENER_FD_RESERVE;
+	if (rl.rlim_cur <= 2 * reserve)
+		return (size_t)rl.rlim_cur / 2;
+	return (size_t)(rl.rlim_cur - reserve);
+}
+
 int listener_new(struct server *srv, struct listener **out)
 {
 	struct listener *l;
@@ -695,6 +738,7 @@ int listener_new(struct server *srv, struct listener **out)
 		return -KV_ENOMEM;
 	l->srv = srv;
 	l->loop = srv->loop;
+	l->max_handles = listener_fd_budget();
 	LIST_INIT(&l->conns);
 	LIST_INIT(&l->shutting);
 	TAILQ_INIT(&l->dirty);

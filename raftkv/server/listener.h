@@ -20,6 +20,12 @@
  * connection must get its last output taken within LISTENER_CLOSE_MS, or it
  * is closed at once.  The protocols' own timeouts run from the same timer
  * (conn_proto.tick).
+ *
+ * File descriptors: listener_new raises the soft RLIMIT_NOFILE to the hard
+ * one, as Go's runtime does for etcd, and the listener keeps the last
+ * sixteenth of it (at least LISTENER_FD_RESERVE) for raft, peers and files:
+ * a connection accepted above that is closed at once, so thousands of idle
+ * clients cannot make a snapshot or a new log segment fail with EMFILE.
  */
 #ifndef RAFTKV_LISTENER_H
 #define RAFTKV_LISTENER_H
@@ -85,6 +91,7 @@ struct conn_proto {
 #define LISTENER_TICK_MS 1000
 #define LISTENER_HANDSHAKE_MS 10000
 #define LISTENER_CLOSE_MS 10000
+#define LISTENER_FD_RESERVE 64
 
 struct conn_wbuf;
 
