@@ -14,6 +14,7 @@
  */
 #include "server/listener.h"
 
+#include <malloc.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,10 @@
 #define CONN_OUT_HIGH (512 * 1024)
 #define CONN_OUT_LOW (128 * 1024)
 #define CONN_KEEPALIVE_S 30
+/* Free heap above this is given back to the kernel, checked every
+ * LISTENER_TRIM_MS. */
+#define LISTENER_TRIM_FREE (16u << 20)
+#define LISTENER_TRIM_MS 5000
 
 static const char conn_h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -68,6 +73,7 @@ struct listener {
 	size_t max_handles; /* connection cap, see listener_fd_budget */
 	uint64_t refused;   /* connections closed at the cap, for the log */
 	uint64_t refused_logged_at;
+	uint64_t trimmed_at;
 	TAILQ_HEAD(, conn) dirty;
 	uv_prepare_t prepare;
 	uv_timer_t tick;
@@ -422,6 +428,20 @@ void conn_want_flush(struct conn *c)
 
 /* --- deadlines ----------------------------------------------------------- */
 
+/* A burst of connections or answers leaves the heap fragmented: glibc only
+ * returns its top, so one live allocation high up kept a flood's worth of
+ * RSS after the flood.  malloc_trim releases the free pages inside it. */
+static void listener_trim(struct listener *l, uint64_t now)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+	if (now - l->trimmed_at < LISTENER_TRIM_MS)
+		return;
+	l->trimmed_at = now;
+	if (mallinfo2().fordblks >= LISTENER_TRIM_FREE)
+		malloc_trim(1 << 20);
+#endif
+}
+
 static void listener_tick_cb(uv_timer_t *t)
 {
 	struct listener *l = t->data;
@@ -454,6 +474,7 @@ static void listener_tick_cb(uv_timer_t *t)
 		if (now - CONN_PRIV(c)->t_close >= LISTENER_CLOSE_MS)
 			conn_destroy(c);
 	}
+	listener_trim(l, now);
 }
 
 /* --- reading ------------------------------------------------------------ */
