@@ -75,6 +75,7 @@ struct listener {
 	uint64_t refused_logged_at;
 	uint64_t trimmed_at;
 	TAILQ_HEAD(, conn) dirty;
+	TAILQ_HEAD(, conn) turn; /* CONN_PAUSE_TURN: read again next turn */
 	uv_prepare_t prepare;
 	uv_timer_t tick;
 	int handles; /* open uv handles: sockets, connections, prepare, tick */
@@ -302,6 +303,10 @@ static void conn_unlink(struct conn *c)
 		TAILQ_REMOVE(&l->dirty, c, dirty_link);
 		c->dirty = false;
 	}
+	if (c->pause & CONN_PAUSE_TURN) {
+		TAILQ_REMOVE(&l->turn, c, turn_link);
+		c->pause &= (uint8_t)~CONN_PAUSE_TURN;
+	}
 	if (l->cur == c)
 		l->stage_len = 0;
 }
@@ -411,6 +416,11 @@ static void listener_prepare_cb(uv_prepare_t *h)
 		TAILQ_REMOVE(&l->dirty, c, dirty_link);
 		c->dirty = false;
 		conn_flush(c);
+	}
+	/* Connections that had a full buffer to read last turn: next poll. */
+	while ((c = TAILQ_FIRST(&l->turn))) {
+		TAILQ_REMOVE(&l->turn, c, turn_link);
+		conn_resume(c, CONN_PAUSE_TURN);
 	}
 	uv_prepare_stop(h);
 }
@@ -571,6 +581,13 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		     kv_err_name(rv));
 		conn_destroy(c);
 		return;
+	}
+	/* A full buffer: there is probably more.  libuv would read on up to
+	 * 32 times before polling the other sockets; let them go first. */
+	if ((size_t)nread == sizeof(c->lis->rbuf) && !(c->pause & CONN_PAUSE_TURN) &&
+	    CONN_PRIV(c)->state == CONN_OPEN) {
+		conn_pause(c, CONN_PAUSE_TURN);
+		TAILQ_INSERT_TAIL(&c->lis->turn, c, turn_link);
 	}
 	conn_want_flush(c);
 }
@@ -763,6 +780,7 @@ int listener_new(struct server *srv, struct listener **out)
 	LIST_INIT(&l->conns);
 	LIST_INIT(&l->shutting);
 	TAILQ_INIT(&l->dirty);
+	TAILQ_INIT(&l->turn);
 	uv_prepare_init(l->loop, &l->prepare);
 	l->prepare.data = l;
 	uv_timer_init(l->loop, &l->tick);

@@ -12,7 +12,9 @@
  * loop iteration, just before the loop polls, so every response produced in
  * one iteration leaves in one write per connection.  A connection whose
  * unwritten output grows past a high-water mark stops being read (and stops
- * producing HTTP/2 output) until its writes drain.
+ * producing HTTP/2 output) until its writes drain.  A connection is read at
+ * most once (one buffer) per loop turn, so a client flooding frames gets
+ * its turn like every other and no more.
  *
  * Deadlines (checked by one listener timer, once a second): a connection
  * must tell its protocol (the preface, or a first byte that is not the
@@ -103,6 +105,7 @@ struct conn {
 	void *proto_data;
 	LIST_ENTRY(conn) link;           /* listener's connections */
 	TAILQ_ENTRY(conn) dirty_link;    /* listener's flush queue */
+	TAILQ_ENTRY(conn) turn_link;     /* listener's paused-for-this-turn list */
 	struct conn_wbuf *wb;            /* output not yet handed to uv_write */
 	uint64_t t_open;                 /* accepted, loop time in ms */
 	uint8_t pause;                   /* CONN_PAUSE_* bits; reading iff 0 */
@@ -116,6 +119,7 @@ struct conn {
 enum {
 	CONN_PAUSE_OUTPUT = 1, /* too much unwritten output */
 	CONN_PAUSE_PROTO = 2,  /* protocol busy (HTTP/1 request in progress) */
+	CONN_PAUSE_TURN = 4,   /* listener: read its share of this loop turn */
 };
 
 /* Appends n bytes to the connection's output (copied).  Returns 0 or
