@@ -129,6 +129,7 @@ struct rpc_call {
 	uint8_t *rbuf;             /* message being reassembled */
 	uint32_t rlen;
 	uint32_t rhave;
+	uint64_t t_msg;            /* its first bytes came (loop time, ms) */
 	uint8_t *pending;          /* unary: complete message awaiting END_STREAM */
 	uint32_t pending_len;
 	/* sending */
@@ -384,19 +385,38 @@ static void grpc_timer_stop(struct rpc_call *call)
 	uv_close((uv_handle_t *)&call->timer, grpc_timer_close_cb);
 }
 
+/* A message buffer of len bytes: counted per connection and, when large,
+ * against the listener's budget for requests still arriving. */
+static int grpc_buf_take(struct grpc_session *gs, size_t len)
+{
+	if (gs->buffered + len > GRPC_CONN_BUFFER_MAX)
+		return -KV_ETOOMANYREQUESTS;
+	if (len > LISTENER_IN_SMALL && conn_in_charge(gs->conn, len))
+		return -KV_ETOOMANYREQUESTS;
+	gs->buffered += len;
+	return 0;
+}
+
+static void grpc_buf_give(struct grpc_session *gs, size_t len)
+{
+	gs->buffered -= len;
+	if (len > LISTENER_IN_SMALL)
+		conn_in_refund(gs->conn, len);
+}
+
 /* Frees input buffers; keeps the accounting of the session right. */
 static void grpc_call_drop_input(struct rpc_call *call)
 {
 	struct grpc_session *gs = call->sess;
 	if (call->rbuf) {
 		if (gs)
-			gs->buffered -= call->rlen;
+			grpc_buf_give(gs, call->rlen);
 		free(call->rbuf);
 		call->rbuf = NULL;
 	}
 	if (call->pending) {
 		if (gs)
-			gs->buffered -= call->pending_len;
+			grpc_buf_give(gs, call->pending_len);
 		free(call->pending);
 		call->pending = NULL;
 	}
@@ -808,19 +828,20 @@ static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 				call->pending_len = 0;
 				continue;
 			}
-			if (gs->buffered + mlen > GRPC_CONN_BUFFER_MAX) {
+			if (grpc_buf_take(gs, mlen)) {
 				grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED,
 					      kv_err_message(KV_ETOOMANYREQUESTS), true);
 				return;
 			}
 			call->rbuf = malloc(mlen);
 			if (!call->rbuf) {
+				grpc_buf_give(gs, mlen);
 				grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ENOMEM), true);
 				return;
 			}
-			gs->buffered += mlen;
 			call->rlen = mlen;
 			call->rhave = 0;
+			call->t_msg = uv_now(gs->conn->srv->loop);
 		}
 		take = call->rlen - call->rhave;
 		if (take > len)
@@ -834,7 +855,7 @@ static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 		if (grpc_streaming_in(call)) {
 			uint8_t *m = call->rbuf;
 			call->rbuf = NULL;
-			gs->buffered -= call->rlen;
+			grpc_buf_give(gs, call->rlen);
 			grpc_call_deliver(call, m, call->rlen);
 			free(m);
 		} else {
@@ -880,7 +901,7 @@ static void grpc_call_run(struct rpc_call *call)
 		call->pending = NULL;
 		call->has_pending = false;
 		if (m)
-			call->sess->buffered -= mlen;
+			grpc_buf_give(call->sess, mlen);
 		grpc_call_deliver(call, m, mlen);
 		free(m);
 	} else if (!call->delivered) {
@@ -1322,9 +1343,17 @@ static bool grpc_done(struct conn *c)
 static int grpc_tick(struct conn *c, uint64_t now)
 {
 	struct grpc_session *gs = c->proto_data;
+	struct rpc_call *call, *next;
 
 	if (!gs->settings_seen)
 		return now - gs->t_start >= LISTENER_HANDSHAKE_MS ? -KV_ETIMEOUT : 0;
+	/* A message that comes slower than GRPC_MSG_MIN_RATE (after the first
+	 * GRPC_MSG_READ_MS) gives its buffer, and the listener's budget, back. */
+	for (call = LIST_FIRST(&gs->calls); gs->buffered && call; call = next) {
+		next = LIST_NEXT(call, link);
+		if (call->rbuf && now - call->t_msg >= GRPC_MSG_READ_MS + (uint64_t)call->rlen * 1000 / GRPC_MSG_MIN_RATE)
+			grpc_call_end(call, GRPC_DEADLINE_EXCEEDED, "grpc: request message not received in time", true);
+	}
 	if (!gs->ka_interval || now < gs->ka_next)
 		return 0;
 	if (gs->activity) {

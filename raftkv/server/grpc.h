@@ -13,8 +13,11 @@
  *     advertises 2^32-1; clients queue above the limit, so only abusive
  *     ones notice; each live call can hold a 4 KiB arena, so the cap is
  *     what a connection can pin); GRPC_CONN_BUFFER_MAX bytes of partly received messages
- *     per connection (beyond: RESOURCE_EXHAUSTED "etcdserver: too many
- *     requests").
+ *     per connection, and large ones within the listener's budget for
+ *     requests still arriving (beyond: RESOURCE_EXHAUSTED "etcdserver: too
+ *     many requests"); a message must arrive whole within GRPC_MSG_READ_MS
+ *     plus a second per GRPC_MSG_MIN_RATE bytes of it (else
+ *     DEADLINE_EXCEEDED), as HTTP/1 requests must.
  *   send: while a connection's unary answers wait unread (socket full or
  *     flow-control windows shut) above GRPC_OUT_HIGH, its completed unary
  *     requests are not started and answers computed late (reads after
@@ -34,6 +37,8 @@
 #define GRPC_MAX_STREAMS 1000
 #define GRPC_MAX_HEADER_LIST (64 * 1024)
 #define GRPC_CONN_BUFFER_MAX (64u << 20)
+#define GRPC_MSG_READ_MS 10000
+#define GRPC_MSG_MIN_RATE (64 * 1024)
 #define GRPC_OUT_HIGH (4u << 20)
 #define GRPC_OUT_LOW (1u << 20)
 #define GRPC_OUT_MAX (64u << 20)

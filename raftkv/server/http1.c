@@ -30,6 +30,7 @@ struct http1_conn {
 	size_t cap;
 	size_t scan;            /* header terminator searched up to here */
 	size_t want;            /* the buffered request's full size, once known */
+	size_t charged;         /* of cap, to the listener's input budget */
 	uint64_t t_req;         /* its first byte came (loop time, ms) */
 	size_t max_body;
 	struct http1_req *req;  /* in progress (answered asynchronously) */
@@ -810,6 +811,8 @@ static void http1_consume(struct http1_conn *hc, size_t n)
 		free(hc->buf);
 		hc->buf = NULL;
 		hc->cap = 0;
+		conn_in_refund(hc->conn, hc->charged);
+		hc->charged = 0;
 	}
 }
 
@@ -959,13 +962,22 @@ static int http1_recv(struct conn *c, const uint8_t *buf, size_t len)
 	if (hc->len == 0)
 		hc->t_req = uv_now(c->srv->loop);
 	if (need > hc->cap) {
-		size_t cap = hc->cap ? hc->cap : 4096;
+		size_t cap = hc->cap ? hc->cap : 4096, charge;
 		char *nb;
 		while (cap < need)
 			cap *= 2;
+		/* big bodies count against the listener's budget */
+		charge = (cap > LISTENER_IN_SMALL ? cap - LISTENER_IN_SMALL : 0) - hc->charged;
+		if (charge && conn_in_charge(c, charge)) {
+			http1_fail(hc, 503, NULL);
+			return 0;
+		}
 		nb = realloc(hc->buf, cap);
-		if (!nb)
+		if (!nb) {
+			conn_in_refund(c, charge);
 			return -KV_ENOMEM;
+		}
+		hc->charged += charge;
 		hc->buf = nb;
 		hc->cap = cap;
 	}
@@ -1014,6 +1026,7 @@ static void http1_free(struct conn *c)
 	if (hc->req)
 		http1_req_abandon(hc);
 	free(hc->buf);
+	conn_in_refund(c, hc->charged);
 	free(hc);
 	c->proto_data = NULL;
 }

@@ -16,7 +16,8 @@
  * must arrive whole within HTTP1_READ_MS of its first byte plus one second
  * per HTTP1_MIN_RATE bytes of it (its Content-Length once the head is in),
  * else 408 and close.  A connection between requests has no timeout and
- * keeps no buffer.
+ * keeps no buffer.  Buffers above LISTENER_IN_SMALL are charged to the
+ * listener's budget for requests still arriving (over it: 503 and close).
  */
 #ifndef RAFTKV_HTTP1_H
 #define RAFTKV_HTTP1_H

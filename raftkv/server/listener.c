@@ -74,6 +74,8 @@ struct listener {
 	uint64_t refused;   /* connections closed at the cap, for the log */
 	uint64_t refused_logged_at;
 	uint64_t trimmed_at;
+	size_t in_used;     /* conn_in_charge budget */
+	size_t in_max;
 	TAILQ_HEAD(, conn) dirty;
 	TAILQ_HEAD(, conn) turn; /* CONN_PAUSE_TURN: read again next turn */
 	uv_prepare_t prepare;
@@ -520,6 +522,20 @@ bool conn_stopping(const struct conn *c)
 	return c->lis->stopping;
 }
 
+int conn_in_charge(struct conn *c, size_t n)
+{
+	struct listener *l = c->lis;
+	if (n > l->in_max - l->in_used)
+		return -KV_ETOOMANYREQUESTS;
+	l->in_used += n;
+	return 0;
+}
+
+void conn_in_refund(struct conn *c, size_t n)
+{
+	c->lis->in_used -= n;
+}
+
 /* Picks the protocol once the first bytes tell: the full HTTP/2 preface
  * means gRPC, the first byte that differs from it means HTTP/1.1.  Bytes held
  * back from earlier reads are fed to the protocol before buf. */
@@ -768,6 +784,7 @@ static size_t listener_fd_budget(void)
 int listener_new(struct server *srv, struct listener **out)
 {
 	struct listener *l;
+	unsigned max_req;
 	int i, rv = 0;
 
 	*out = NULL;
@@ -777,6 +794,13 @@ int listener_new(struct server *srv, struct listener **out)
 	l->srv = srv;
 	l->loop = srv->loop;
 	l->max_handles = listener_fd_budget();
+	max_req = srv->cfg && srv->cfg->max_request_bytes ? srv->cfg->max_request_bytes : 1572864;
+	/* room for 64 of the largest requests the transports take (gRPC adds
+	 * 512 KiB to --max-request-bytes; HTTP/1 doubles that for base64):
+	 * 100 clients putting 1.4 MB at once got refusals at 8 */
+	l->in_max = 64 * 2 * ((size_t)max_req + 512 * 1024);
+	if (l->in_max < LISTENER_IN_MIN)
+		l->in_max = LISTENER_IN_MIN;
 	LIST_INIT(&l->conns);
 	LIST_INIT(&l->shutting);
 	TAILQ_INIT(&l->dirty);

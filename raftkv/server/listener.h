@@ -28,6 +28,14 @@
  * sixteenth of it (at least LISTENER_FD_RESERVE) for raft, peers and files:
  * a connection accepted above that is closed at once, so thousands of idle
  * clients cannot make a snapshot or a new log segment fail with EMFILE.
+ *
+ * Requests not complete yet: the buffers that gRPC messages and HTTP/1
+ * bodies larger than LISTENER_IN_SMALL fill while they arrive are charged
+ * to one budget for the whole listener, max(LISTENER_IN_MIN, 64 requests of
+ * the largest size); a request that does not fit is refused.  So clients
+ * that start big requests and never finish them (each protocol also
+ * bounds how slowly one may arrive) hold a bounded amount of memory
+ * together, however many connections they use.
  */
 #ifndef RAFTKV_LISTENER_H
 #define RAFTKV_LISTENER_H
@@ -94,6 +102,8 @@ struct conn_proto {
 #define LISTENER_HANDSHAKE_MS 10000
 #define LISTENER_CLOSE_MS 10000
 #define LISTENER_FD_RESERVE 64
+#define LISTENER_IN_SMALL (64 * 1024)
+#define LISTENER_IN_MIN (256u << 20)
 
 struct conn_wbuf;
 
@@ -134,5 +144,10 @@ void conn_pause(struct conn *c, uint8_t why);
 void conn_resume(struct conn *c, uint8_t why);
 /* The listener is stopping (protocols stop accepting new requests). */
 bool conn_stopping(const struct conn *c);
+/* Charges n bytes of a request still arriving to the listener's budget:
+ * 0, or -KV_ETOOMANYREQUESTS when it is spent.  conn_in_refund gives them
+ * back once the buffer is freed or the request complete. */
+int conn_in_charge(struct conn *c, size_t n);
+void conn_in_refund(struct conn *c, size_t n);
 
 #endif
