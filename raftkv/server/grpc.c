@@ -637,9 +637,12 @@ static void grpc_call_set_data(struct rpc_call *call, void *data)
 
 static const char *grpc_call_header(const struct rpc_call *call, const char *name)
 {
-	const char *p = call->md, *end = call->md + call->md_len, *v;
+	const char *p = call->md, *end, *v;
 
-	while (p && p < end) {
+	if (!p)
+		return NULL; /* no metadata: NULL + 0 would be undefined */
+	end = p + call->md_len;
+	while (p < end) {
 		v = p + strlen(p) + 1;
 		if (strcmp(p, name) == 0)
 			return v;
