@@ -1047,6 +1047,22 @@ static int grpc_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame
 	return 0;
 }
 
+/* RFC 9113 8.2.1: a name or value with a character HTTP does not allow
+ * (NUL, CR, LF, other controls; upper case in a name) makes the request
+ * malformed, and grpc-go resets such a stream with PROTOCOL_ERROR.
+ * nghttp2 checks this only with its HTTP messaging rules, which are off
+ * (grpc_setup), so it is checked here, before anything is kept as a C
+ * string: an embedded NUL would split a metadata entry in two. */
+static bool grpc_header_valid(const uint8_t *name, size_t namelen, const uint8_t *value, size_t valuelen)
+{
+	if (namelen > 0 && name[0] == ':') {
+		name++;
+		namelen--;
+	}
+	return namelen > 0 && nghttp2_check_header_name(name, namelen) &&
+	       nghttp2_check_header_value(value, valuelen);
+}
+
 static int grpc_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
 			  const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
 {
@@ -1057,6 +1073,10 @@ static int grpc_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const
 	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
 	if (!call)
 		return 0;
+	if (!grpc_header_valid(name, namelen, value, valuelen)) {
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_PROTOCOL_ERROR);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
 	call->hdr_bytes += (uint32_t)(namelen + valuelen + 32);
 	if (call->hdr_bytes > GRPC_MAX_HEADER_LIST)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
