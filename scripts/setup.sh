@@ -5,7 +5,8 @@
 #   ./scripts/setup.sh            build dependencies, then build raftkv/raftkv
 #   ./scripts/setup.sh --test     also what `make check` needs: the real etcd
 #                                 and etcdctl, python3-etcd3, python3-etcd3gw,
-#                                 curl
+#                                 python3-h2, curl, clang + libFuzzer (the
+#                                 fuzz targets)
 #   ./scripts/setup.sh --bench    also what tools/bench/compare.py needs: the
 #                                 real etcd, /usr/bin/time, matplotlib
 #   ./scripts/setup.sh --no-build install (and run autoreconf) only
@@ -43,7 +44,8 @@ as_root() {
 BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev liblz4-dev
 	libmd-dev libjansson-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	libbsd-dev libcmocka-dev"
-TEST_PKGS="etcd-server etcd-client python3 python3-etcd3 python3-etcd3gw curl"
+TEST_PKGS="etcd-server etcd-client python3 python3-etcd3 python3-etcd3gw python3-h2 curl
+	clang libclang-rt-14-dev"
 BENCH_PKGS="etcd-server etcd-client python3 time python3-matplotlib"
 RAFT_MIN=0.22.1
 
