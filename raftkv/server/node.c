@@ -43,6 +43,7 @@
 #include "server/members.h"
 #include "server/metrics.h"
 #include "server/node_guard.h"
+#include "server/segcheck.h"
 #include "server/server.h"
 
 /* The identity file: our ids, written once per start (boot counter). */
@@ -1255,6 +1256,11 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 		goto fail;
 	}
 	im->io_inited = true;
+	/* libraft's auto-recovery renames a damaged last closed segment (or a
+	 * damaged open one and those after it) to corrupt-* and starts
+	 * without it: acknowledged entries silently gone.  Off, a damaged
+	 * segment keeps refusing the start until an operator decides. */
+	raft_uv_set_auto_recovery(&n->io, false);
 	/* No-op in 0.22.1 (files are written raw); fsm.c compresses itself. */
 	raft_uv_set_snapshot_compression(&n->io, false);
 	/* libraft retries a failed log write forever; retry often, so that a
@@ -1364,6 +1370,7 @@ static int node_bootstrap(struct node *n)
 int node_start(struct node *n)
 {
 	struct node_impl *im = node_impl(n);
+	char why[512];
 	unsigned every;
 	int rv;
 
@@ -1375,6 +1382,15 @@ int node_start(struct node *n)
 		LOGI("raft: joining a running cluster as member %016" PRIx64 " with an empty log: "
 		     "waiting for its leader (add this member first: etcdctl member add)",
 		     n->srv->member_id);
+	/* libraft would take damage inside an open segment for a torn write
+	 * and drop acknowledged entries (segcheck.h). */
+	if ((rv = segcheck_open_segments(n->srv->cfg->data_dir, why, sizeof(why)))) {
+		LOGE("raft: cannot start from data dir %s: %s; refusing to start (restore this "
+		     "member from a snapshot, or remove it from the cluster and add it again "
+		     "with an empty data dir)",
+		     n->srv->cfg->data_dir, why[0] ? why : kv_err_name(rv));
+		return rv;
+	}
 	rv = raft_start(&n->raft);
 	if (rv) {
 		const char *msg = raft_errmsg(&n->raft);

@@ -27,7 +27,7 @@ CLIENT = raftkv/client/client.c raftkv/client/conn.c raftkv/client/call.c \
 SERVER = raftkv/server/config.c raftkv/server/grpc.c raftkv/server/http1.c \
 	raftkv/server/gw.c raftkv/server/rpc.c raftkv/server/svc_kv.c \
 	raftkv/server/svc_maint.c raftkv/server/svc_watch.c raftkv/server/svc_lease.c \
-	raftkv/server/svc_cluster.c raftkv/server/node.c raftkv/server/fsm.c \
+	raftkv/server/svc_cluster.c raftkv/server/node.c raftkv/server/segcheck.c raftkv/server/fsm.c \
 	raftkv/server/prop.c raftkv/server/alarm.c raftkv/server/forward.c \
 	raftkv/server/mvcc.c raftkv/server/kvs.c raftkv/server/cmd.c \
 	raftkv/server/members.c raftkv/server/lease.c raftkv/server/watch.c \
