@@ -13,15 +13,19 @@
 #                                       exit 77 (skip) without clang
 #
 # Options: --seconds N / --minutes N (per target), --targets "fuzz_grpc ...",
-# --build-dir DIR (default: build-fuzz/ at the top of the tree, or
-# $FUZZ_BUILD_DIR).  `run` keeps what it finds in BUILD_DIR/corpus/TARGET
+# --build-dir DIR (default: $FUZZ_BUILD_DIR, else build-fuzz/ at the top of
+# the tree).  `run` keeps what it finds in BUILD_DIR/corpus/TARGET
 # (seeds are read from tests/fuzz/corpus/TARGET) and writes crashes, leaks
 # and timeouts to BUILD_DIR/artifacts/TARGET/; any of them makes it exit 1.
 # Replay a finding with: BUILD_DIR/TARGET FILE
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-build=${FUZZ_BUILD_DIR:-$top/build-fuzz}
+# One build dir for the tree, shared by the in-tree and the VPATH (sanitizer)
+# test suites; in the current dir when the tree is read-only (distcheck).
+build=$top/build-fuzz
+[ -w "$top" ] || build=$PWD/build-fuzz
+build=${FUZZ_BUILD_DIR:-$build}
 seconds=
 cmd=
 targets="fuzz_grpc fuzz_grpc_msg fuzz_http1 fuzz_entry fuzz_snapshot fuzz_pbjson fuzz_config"
