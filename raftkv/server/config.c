@@ -563,7 +563,8 @@ static int cf_parse_duration(const char *orig, int64_t *out, char *err, size_t e
 	if (*s == '\0')
 		goto invalid;
 	while (*s) {
-		uint64_t v = 0, f = 0, scale = 1, unit = 0;
+		uint64_t v = 0, f = 0, unit = 0;
+		long double scale = 1; /* Go's is a float64: zeros never wrap it */
 		bool pre = false, post = false, overflow = false;
 		size_t ul, i;
 		if (!(*s == '.' || (*s >= '0' && *s <= '9')))
@@ -617,7 +618,7 @@ static int cf_parse_duration(const char *orig, int64_t *out, char *err, size_t e
 			goto invalid;
 		v *= unit;
 		if (f > 0) {
-			v += (uint64_t)((long double)f * (long double)unit / (long double)scale);
+			v += (uint64_t)((long double)f * (long double)unit / scale);
 			if (v > (1ull << 63))
 				goto invalid;
 		}

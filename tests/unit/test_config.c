@@ -802,6 +802,18 @@ static void test_limits_and_durations(void **state)
 	config_close(&c);
 	assert_int_equal(parse(&c, "--grpc-keepalive-timeout=2562047h", NULL), CONFIG_RUN);
 	config_close(&c);
+
+	/* Go's fraction scale is a float64 (found by fuzz_config: ours was a
+	 * u64 that wrapped past 10^19, here 10^30, into 0.0000...09999h being
+	 * 7 s instead of 0.036 ns; wrapped to 0 it made inf, cast to u64). */
+	assert_int_equal(parse(&c, "--grpc-keepalive-timeout=1s0.000000000000009999999999999999h",
+			       "--grpc-keepalive-min-time=2."
+			       "0000000000000000000000000000000000000000000000000"
+			       "00000000000000000000000000000000000000000000000005s", NULL),
+			 CONFIG_RUN);
+	assert_int_equal(c.grpc_keepalive_timeout_ms, 1000);
+	assert_int_equal(c.grpc_keepalive_min_time_ms, 2000);
+	config_close(&c);
 }
 
 int main(void)
