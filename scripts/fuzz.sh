@@ -144,8 +144,9 @@ do_run() {
 		fi
 		printf '%-16s %8s %12s %10s %8s %s\n' "$t" "$secs" "${execs:-?}" "${rate:-?}" "$size" "$result"
 		if [ $st -ne 0 ]; then
-			grep -E 'ERROR|SUMMARY|runtime error|Test unit written|^fz:' "$log" | head -n 20
-			tail -n 40 "$log"
+			# The report: from the first sign of trouble on.
+			awk '/ERROR: |runtime error|deadly signal|^fz: |Test unit written/ { on = 1 } on' \
+				"$log" | head -n 80
 		fi
 	done
 	return $rv
