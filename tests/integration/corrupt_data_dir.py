@@ -7,7 +7,7 @@ Two real data dirs are made first, each by a real member (--snapshot-count
 segment): "clean" after a SIGTERM shutdown, "crash" after more writes and a
 SIGKILL (so it also has open segments, one with entries and preallocated
 empty ones).  Then, until the time budget is spent (CORRUPT_SECONDS, default
-40 s; three workers in parallel, each with its own member identity
+50 s; three workers in parallel, each with its own member identity
 and ports), a copy of one of them gets one damage (bits flipped, bytes
 overwritten or zeroed, the file truncated or extended) in one of its files
 (closed or open segment, snapshot data, snapshot .meta, metadata1/2, the
@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cluster  # noqa: E402
 from cluster import Failure, Skip, check, log  # noqa: E402
 
-BUDGET = float(os.environ.get("CORRUPT_SECONDS", "40"))
+BUDGET = float(os.environ.get("CORRUPT_SECONDS", "50"))
 # Most of a refused start is waiting (libraft's probe of kernel AIO), so a
 # few workers in parallel get through more of them on 2 cores.
 WORKERS = 3
