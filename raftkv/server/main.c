@@ -76,61 +76,6 @@ static bool main_fsm_inited;
 static uv_signal_t main_sigterm, main_sigint;
 static uv_timer_t main_deadline;
 
-/* --- the fsm's view of the server (fsm.h: it never sees struct server) --- */
-
-static uint64_t main_fsm_last_applied(void *arg)
-{
-	struct server *srv = arg;
-	return raft_last_applied(&srv->node.raft);
-}
-
-static uint64_t main_fsm_now_us(void *arg)
-{
-	(void)arg;
-	return uv_hrtime() / 1000;
-}
-
-/* Our own proposals' results go to the calls waiting in prop. */
-static void main_fsm_applied(void *arg, const struct cmd *c, int err, const ProtobufCMessage *resp)
-{
-	struct server *srv = arg;
-	if (c->origin == srv->member_id)
-		prop_complete(&srv->prop, c->seq, err, resp);
-}
-
-static void main_fsm_note_applied(void *arg, size_t entry_bytes)
-{
-	struct server *srv = arg;
-	node_note_applied(&srv->node, entry_bytes);
-}
-
-static void main_fsm_note_snapshot(void *arg, size_t image_bytes)
-{
-	struct server *srv = arg;
-	node_note_snapshot(&srv->node, image_bytes);
-}
-
-/* libraft restores at start-up (our own snapshot) and, once running, only
- * for an InstallSnapshot, when the commit index reaches the installed one. */
-static bool main_fsm_installed(void *arg, uint64_t *leader, uint64_t *index)
-{
-	struct server *srv = arg;
-
-	if (!srv->node.started)
-		return false;
-	*leader = node_leader(&srv->node);
-	*index = node_commit_index(&srv->node);
-	return true;
-}
-
-static const struct fsm_hooks main_fsm_hooks = {
-	.last_applied = main_fsm_last_applied,
-	.now_us = main_fsm_now_us,
-	.applied = main_fsm_applied,
-	.note_applied = main_fsm_note_applied,
-	.note_snapshot = main_fsm_note_snapshot,
-	.installed = main_fsm_installed,
-};
 
 /* etcd --version's lines, with ours first. */
 static void main_print_version(void)
@@ -345,17 +290,7 @@ static int main_start(void)
 	if (rv)
 		return main_fail("setting up watches", rv);
 
-	srv->fsm_ctx = (struct fsm_ctx){
-		.mvcc = &srv->mvcc,
-		.kvs = &srv->kvs,
-		.leases = &srv->leases,
-		.alarms = &srv->alarms,
-		.members = &srv->members,
-		.data_dir = cfg->data_dir,
-		.hooks = &main_fsm_hooks,
-		.arg = srv,
-	};
-	rv = fsm_init(&main_fsm, &srv->fsm_ctx);
+	rv = server_fsm_init(srv, &main_fsm);
 	if (rv)
 		return main_fail("setting up the state machine", rv);
 	main_fsm_inited = true;

@@ -59,4 +59,8 @@ struct server {
 	bool stopping;
 };
 
+/* server.c: points srv->fsm_ctx at srv's fields with the server's hooks
+ * and initialises fsm on it; 0 or a raft error code from fsm_init. */
+int server_fsm_init(struct server *srv, struct raft_fsm *fsm);
+
 #endif

@@ -7,9 +7,9 @@
 TOP ?= ../..
 CC = clang
 PROTOC_C ?= protoc-c
-PKGS = raft libuv liblz4 openssl jansson libnghttp2 libprotobuf-c libbsd
+PKGS = raft libuv liblz4 libmd jansson libnghttp2 libprotobuf-c libbsd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lm
+PKG_LIBS := $(shell pkg-config --libs $(PKGS)) -lresolv -lm
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 WARN = -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 CPPFLAGS = -D_GNU_SOURCE -Iraftkv/proto -I$(TOP)/raftkv -I$(TOP)/tests/fuzz $(PKG_CFLAGS)
@@ -27,7 +27,8 @@ CLIENT = raftkv/client/client.c raftkv/client/conn.c raftkv/client/call.c \
 SERVER = raftkv/server/config.c raftkv/server/grpc.c raftkv/server/http1.c \
 	raftkv/server/gw.c raftkv/server/rpc.c raftkv/server/svc_kv.c \
 	raftkv/server/svc_maint.c raftkv/server/svc_watch.c raftkv/server/svc_lease.c \
-	raftkv/server/svc_cluster.c raftkv/server/node.c raftkv/server/segcheck.c raftkv/server/fsm.c \
+	raftkv/server/svc_cluster.c raftkv/server/node.c raftkv/server/node_guard.c raftkv/server/segcheck.c raftkv/server/fsm.c \
+	raftkv/server/metrics.c raftkv/server/metrics_text.c raftkv/server/server.c \
 	raftkv/server/prop.c raftkv/server/alarm.c raftkv/server/forward.c \
 	raftkv/server/mvcc.c raftkv/server/kvs.c raftkv/server/cmd.c \
 	raftkv/server/members.c raftkv/server/lease.c raftkv/server/watch.c \
