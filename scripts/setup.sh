@@ -6,7 +6,8 @@
 #   ./scripts/setup.sh --test     also what `make check` needs: the real etcd
 #                                 and etcdctl, python3-etcd3, python3-etcd3gw,
 #                                 python3-h2, curl, clang + libFuzzer (the
-#                                 fuzz targets)
+#                                 fuzz targets); for tests/fault: iproute2,
+#                                 nftables, libfaketime
 #   ./scripts/setup.sh --bench    also what tools/bench/compare.py needs: the
 #                                 real etcd, /usr/bin/time, matplotlib
 #   ./scripts/setup.sh --no-build install (and run autoreconf) only
@@ -24,7 +25,7 @@ for arg in "$@"; do
 	--test) with_tests=yes ;;
 	--bench) with_bench=yes ;;
 	--no-build) build=no ;;
-	-h|--help) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -45,7 +46,7 @@ BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev liblz4-dev
 	libmd-dev libjansson-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	libbsd-dev libcmocka-dev"
 TEST_PKGS="etcd-server etcd-client python3 python3-etcd3 python3-etcd3gw python3-h2 curl
-	clang libclang-rt-14-dev"
+	clang libclang-rt-14-dev iproute2 nftables libfaketime"
 BENCH_PKGS="etcd-server etcd-client python3 time python3-matplotlib"
 RAFT_MIN=0.22.1
 

@@ -1,0 +1,68 @@
+#!/bin/sh
+# ci.sh: the bounded fault-injection suite of `make check` (issue 5).
+#
+# Makefile.am lists tests/fault/ci/<group>.sh, each a symlink to this
+# script; the group is the link's name.  Each group is three runs of
+# tests/fault/run (about 30 s each: 22 s of load plus start, heal, checks),
+# eight groups, 24 runs in all, every fault kind at least once and every
+# workload several times.  Seeds are random (each run prints its seed and
+# the command that reproduces it); FAULT_SEED=S fixes them.
+#
+# Fault runs take the lock /tmp/raftkv-fault.lock, so that under
+# `make -j2 check` two of them never share the 2 cores (their liveness
+# bounds assume the box is not also running another cluster under faults).
+# Against a sanitizer build (slower) only the first run of each group runs.
+# Exit: 0 all passed, 1 some run failed, 77 skipped (not root, no tools).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+case $here in */ci) here=${here%/ci} ;; esac
+group=$(basename "$0" .sh)
+[ "$group" = ci ] && group=${1:-kill}
+
+case $group in
+kill) runs="register:kill-leader:3 set:kill-majority:3 watch:kill-follower:3" ;;
+pause) runs="register:pause-leader:3 register-s:pause-follower:3 set:pause-leader:3" ;;
+partition) runs="register:partition-leader:3 set:partition-split:5 watch:partition-oneway:3" ;;
+partition2) runs="register:partition-oneway:3 register:partition-bridge:5 set:partition-split:3" ;;
+link) runs="register:link-lossy:3 set:link-delay:3 watch:link-lossy:3" ;;
+disk) runs="register:disk-full:3 set:disk-full:3 register-s:kill-follower:3" ;;
+clock) runs="register:clock-jump:3 set:clock-drift:3 watch:clock-jump:3" ;;
+member) runs="register:member-replace:3 set:member-replace:3 watch:leader-move:3" ;;
+*) echo "ci.sh: unknown group $group"; exit 2 ;;
+esac
+
+server=${RAFTKV:-$here/../../raftkv/raftkv}
+if [ "$(id -u)" -ne 0 ]; then
+	echo "SKIP: fault runs need root (network namespaces, nft, tmpfs)"
+	exit 77
+fi
+if [ -x "$server" ] && grep -q __asan_init "$server" 2>/dev/null; then
+	set -- $runs
+	runs=$1
+	echo "sanitizer build: one run of group $group"
+fi
+
+exec 9>/tmp/raftkv-fault.lock
+flock 9
+
+failed=0
+passed=0
+for r in $runs; do
+	workload=${r%%:*}
+	rest=${r#*:}
+	fault=${rest%%:*}
+	members=${rest#*:}
+	seed=${FAULT_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+	seed=$((seed % 2147483647 + 1))
+	echo "==== $workload / $fault / $members members / seed $seed"
+	/usr/bin/python3 "$here/run" --workload "$workload" --fault "$fault" \
+		--members "$members" --seed "$seed" --time "${FAULT_TIME:-22}"
+	rc=$?
+	case $rc in
+	0) passed=$((passed + 1)) ;;
+	77) echo "SKIP"; exit 77 ;;
+	*) failed=$((failed + 1)) ;;
+	esac
+done
+echo "fault group $group: $passed passed, $failed failed"
+[ $failed -eq 0 ]
