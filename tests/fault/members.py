@@ -132,6 +132,21 @@ class Member:
             pass
         self.paused = False
 
+    def proc_state(self):
+        """The process's state letter in /proc (T: stopped), or None."""
+        try:
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, AttributeError, IndexError):
+            return None
+
+    def has_faketime(self):
+        try:
+            with open("/proc/%d/maps" % self.proc.pid) as f:
+                return "libfaketime" in f.read()
+        except (OSError, AttributeError):
+            return False
+
     def pause(self):
         self.signal(signal.SIGSTOP)
         self.paused = True
@@ -290,11 +305,19 @@ class Cluster:
 
     def set_delays(self, links):
         """links: {(src, dst): (delay_ms, jitter_ms)} over member indexes;
-        every proxy gets the whole table (it uses the links it carries)."""
-        import json
-        import socket
+        every proxy gets the whole table (it uses the links it carries).
+        Returns how many chunks the proxies have delayed so far."""
         table = {"%s>%s" % (self.net.addrs[s], self.net.addrs[d]):
                  {"delay_ms": dm, "jitter_ms": jm} for (s, d), (dm, jm) in links.items()}
+        return self._proxies({"links": table})
+
+    def delayed_chunks(self):
+        return self._proxies({"stats": True})
+
+    def _proxies(self, req):
+        import json
+        import socket
+        total = 0
         for m in self.members:
             if m.proxy is None or m.proxy.poll() is not None:
                 continue
@@ -302,15 +325,17 @@ class Cluster:
             s.settimeout(5)
             try:
                 s.connect(m.proxy_ctl)
-                s.sendall((json.dumps({"links": table}) + "\n").encode())
+                s.sendall((json.dumps(req) + "\n").encode())
                 ans = b""
                 while not ans.endswith(b"\n"):
                     d = s.recv(4096)
                     if not d:
                         break
                     ans += d
+                total += json.loads(ans).get("delayed_chunks", 0)
             finally:
                 s.close()
+        return total
 
     def stop_all(self):
         """SIGTERM every running member; returns {name: exit status}."""

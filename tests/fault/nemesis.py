@@ -20,17 +20,21 @@ Kinds (all listed in KINDS):
   partition-leader    the leader cut from every other member (both ways)
   partition-split     a random minority cut from the majority
   partition-oneway    the leader deaf (hears no member) or mute (is heard by none)
-  partition-bridge    two sides cut from each other, one member seeing both
+  partition-bridge    two sides cut from each other (the leader's and the
+                      other), one follower (the bridge) seeing both
   link-lossy          a member's peer links drop 10-50% of packets each way
   link-delay          a member's (or every) peer link delayed 20-200 ms +- half
   disk-full           the leader's or a follower's data dir (tmpfs) filled up
-  clock-jump          a member's clock jumps +-2..60 s, and back (libfaketime)
-  clock-drift         a member restarted on a clock running x0.5..x2
+  clock-jump          the leader's or a follower's clock jumps +-2..60 s, and
+                      back (libfaketime: realtime and monotonic clocks)
+  clock-drift         the leader or a follower restarted on a clock running
+                      x0.5..x2 (timers too), later restarted on a true clock
   member-replace      a member removed from the cluster, wiped, added back
   leader-move         leadership transferred to a follower (MoveLeader)
   mix                 each window one of the kinds above, drawn at random
   none                no fault (a baseline)
 """
+import os
 import random
 import time
 
@@ -79,10 +83,10 @@ def _params(kind, rng, n):
     if kind == "partition-oneway":
         return {"role": "leader", "way": rng.choice(["deaf", "mute"])}
     if kind == "partition-bridge":
-        order = list(range(n))
-        rng.shuffle(order)
-        k = (n - 1) // 2
-        return {"bridge": order[0], "a": sorted(order[1:1 + k]), "b": sorted(order[1 + k:])}
+        # The bridge is a follower and the leader is on side a, so that the
+        # cut always separates the leader from someone (followers alone
+        # exchange no raft traffic).  rank orders the other members.
+        return {"role": "bridge", "pick": rng.random(), "rank": [rng.random() for _ in range(n)]}
     if kind == "link-lossy":
         return {"member": rng.randrange(n), "pct": rng.choice([10, 20, 30, 50])}
     if kind == "link-delay":
@@ -92,10 +96,11 @@ def _params(kind, rng, n):
     if kind == "disk-full":
         return {"role": rng.choice(["leader", "follower"]), "pick": rng.random()}
     if kind == "clock-jump":
-        return {"member": rng.randrange(n),
+        return {"role": rng.choice(["leader", "follower"]), "pick": rng.random(),
                 "offset": rng.choice([-1, 1]) * rng.choice([2, 5, 10, 30, 60])}
     if kind == "clock-drift":
-        return {"member": rng.randrange(n), "rate": rng.choice([0.5, 0.7, 1.5, 2.0])}
+        return {"role": rng.choice(["leader", "follower"]), "pick": rng.random(),
+                "rate": rng.choice([0.5, 0.7, 1.5, 2.0])}
     if kind == "member-replace":
         return {"role": "leader" if rng.random() < 0.3 else "follower", "pick": rng.random()}
     if kind == "leader-move":
@@ -231,6 +236,10 @@ class Nemesis:
         for m in targets:
             m.pause()
         self.note("SIGSTOP", w, targets)
+        time.sleep(0.05)
+        for m in targets:
+            if m.proc_state() not in ("T", "t"):
+                self.run.problem("pause: %s is in state %r, not stopped" % (m.name, m.proc_state()))
         return targets
 
     def _heal_pause(self, w, targets):
@@ -263,14 +272,20 @@ class Nemesis:
             detail = "minority %s" % [self.cl.members[i].name for i in sorted(mino)]
             targets = [self.cl.members[i] for i in sorted(mino)]
         elif k == "partition-bridge":
-            for i in w["a"]:
-                for j in w["b"]:
-                    cut.add((i, j))
-                    cut.add((j, i))
+            ldr = self.leader() or self.cl.members[0]
+            followers = [m for m in self.cl.members if m is not ldr]
+            bridge = followers[int(w["pick"] * len(followers))]
+            rest = sorted((m for m in followers if m is not bridge), key=lambda m: w["rank"][m.i])
+            half = (n - 1) // 2
+            a = [ldr] + rest[:half - 1]
+            b = rest[half - 1:]
+            for x in a:
+                for y in b:
+                    cut.add((x.i, y.i))
+                    cut.add((y.i, x.i))
             detail = "bridge %s between %s and %s" % (
-                self.cl.members[w["bridge"]].name, [self.cl.members[i].name for i in w["a"]],
-                [self.cl.members[i].name for i in w["b"]])
-            targets = [self.cl.members[w["bridge"]]]
+                bridge.name, [m.name for m in a], [m.name for m in b])
+            targets = [bridge]
         else:
             raise ValueError(k)
         self.net.apply({c: 100 for c in cut})
@@ -281,8 +296,11 @@ class Nemesis:
 
     def _heal_partition(self, w, cut):
         self.run.isolated = None
+        dropped = self.net.dropped()
         self.net.heal()
-        self.note("heal network", w, [])
+        self.note("heal network", w, [], "%d packets dropped" % dropped)
+        if not dropped:
+            self.run.problem("%s: the filter dropped no packet (no effect)" % w["kind"])
 
     # link-*
     def _apply_link(self, w):
@@ -295,22 +313,29 @@ class Nemesis:
                 if i != j:
                     links.add((i, j))
                     links.add((j, i))
+        before = 0
         if w["kind"] == "link-lossy":
             self.net.apply({lk: w["pct"] for lk in links})
             detail = "%d%% loss on %d links" % (w["pct"], len(links))
         else:
-            self.cl.set_delays({lk: (w["delay_ms"], w["jitter_ms"]) for lk in links})
+            before = self.cl.set_delays({lk: (w["delay_ms"], w["jitter_ms"]) for lk in links})
             detail = "%d+-%d ms on %d links" % (w["delay_ms"], w["jitter_ms"], len(links))
         targets = [self.cl.members[i] for i in members]
         self.note("degrade", w, targets, detail)
-        return links
+        return before
 
-    def _heal_link(self, w, links):
+    def _heal_link(self, w, before):
         if w["kind"] == "link-lossy":
+            n = self.net.dropped()
             self.net.heal()
+            what = "%d packets dropped" % n
         else:
+            n = self.cl.delayed_chunks() - before
             self.cl.set_delays({})
-        self.note("heal links", w, [])
+            what = "%d chunks delayed" % n
+        self.note("heal links", w, [], what)
+        if n <= 0:
+            self.run.problem("%s: %s (no effect)" % (w["kind"], what))
 
     # disk-full
     def _apply_disk(self, w):
@@ -318,6 +343,10 @@ class Nemesis:
         for m in targets:
             n = m.fill_disk()
             self.note("fill disk", w, [m], "%d MiB" % (n >> 20))
+            st = os.statvfs(m.data_dir)
+            if st.f_bavail:
+                self.run.problem("disk-full: %s still has %d free blocks"
+                                 % (m.name, st.f_bavail))
         return targets
 
     def _heal_disk(self, w, targets):
@@ -332,6 +361,8 @@ class Nemesis:
     # clock-*
     def _apply_clock(self, w):
         m = self._resolve(w)[0]
+        if self.cl.faketime and m.running() and not m.has_faketime():
+            self.run.problem("clock: %s does not have libfaketime loaded" % m.name)
         if w["kind"] == "clock-jump":
             m.set_clock_offset(w["offset"])
             self.note("clock jump", w, [m], "%+d s" % w["offset"])

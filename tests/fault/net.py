@@ -163,9 +163,9 @@ class Net:
             if dst != j or pct <= 0:
                 continue
             if pct >= 100:
-                lines.append("    ip saddr %s drop" % self.addrs[src])
+                lines.append("    ip saddr %s counter drop" % self.addrs[src])
             else:
-                lines.append("    ip saddr %s numgen random mod 100 < %d drop"
+                lines.append("    ip saddr %s numgen random mod 100 < %d counter drop"
                              % (self.addrs[src], pct))
         lines += ["  }", "}", ""]
         return "\n".join(lines)
@@ -183,6 +183,18 @@ class Net:
             _run(["nsenter", "--net=/run/netns/" + self.ns[j], "nft", "-f", "-"],
                  input=self._ruleset(j, rules))
         self.rules = dict(rules)
+
+    def dropped(self):
+        """Packets the current rules dropped so far (their counters start
+        at zero whenever a namespace's rules change): a fault that dropped
+        nothing did not happen."""
+        total = 0
+        for j in range(self.n):
+            r = _run(["nsenter", "--net=/run/netns/" + self.ns[j], "nft", "list", "table",
+                      "inet", "kvt"], check=False)
+            for m in re.finditer(r"counter packets (\d+)", r.stdout):
+                total += int(m.group(1))
+        return total
 
     def heal(self):
         self.apply({})
