@@ -23,15 +23,13 @@ if [ -x "$server" ] && grep -q __asan_init "$server" 2>/dev/null; then
 	echo "SKIP: sanitizer build (this test runs etcd, not raftkv)"
 	exit 77
 fi
-exec 9>/tmp/raftkv-fault.lock
-flock 9
 failed=0
 for r in register:partition-leader set:kill-leader watch:pause-leader; do
 	seed=${FAULT_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 	seed=$((seed % 2147483647 + 1))
 	echo "==== etcd: ${r%%:*} / ${r#*:} / seed $seed"
 	/usr/bin/python3 "$here/run" --server "$etcd" --workload "${r%%:*}" --fault "${r#*:}" \
-		--seed "$seed" --time "${FAULT_TIME:-22}" || failed=$((failed + 1))
+		--seed "$seed" --time "${FAULT_TIME:-20}" || failed=$((failed + 1))
 done
 echo "etcd proof: $failed failed"
 [ $failed -eq 0 ]

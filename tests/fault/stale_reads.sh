@@ -16,9 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "SKIP: fault runs need root"
 	exit 77
 fi
-exec 9>/tmp/raftkv-fault.lock
-flock 9
 seed=${FAULT_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 seed=$((seed % 2147483647 + 1))
 exec /usr/bin/python3 "$here/run" --workload register --fault partition-leader \
-	--plant stale-reads --seed "$seed" --time "${FAULT_TIME:-22}" --no-keep-failed
+	--plant stale-reads --seed "$seed" --time "${FAULT_TIME:-20}" --no-keep-failed
