@@ -31,6 +31,9 @@ Kinds (all listed in KINDS):
                       x0.5..x2 (timers too), later restarted on a true clock
   member-replace      a member removed from the cluster, wiped, added back
   leader-move         leadership transferred to a follower (MoveLeader)
+  combo               each window a network fault (partition-* or link-*) and,
+                      during it, a process fault (kill, pause, clock-jump,
+                      disk-full, leader-move), healed in reverse order
   mix                 each window one of the kinds above, drawn at random
   none                no fault (a baseline)
 """
@@ -44,7 +47,12 @@ KINDS = ["kill-follower", "kill-leader", "kill-majority", "pause-follower", "pau
          "partition-leader", "partition-split", "partition-oneway", "partition-bridge",
          "link-lossy", "link-delay", "disk-full", "clock-jump", "clock-drift",
          "member-replace", "leader-move"]
-ALL_KINDS = KINDS + ["mix", "none"]
+ALL_KINDS = KINDS + ["combo", "mix", "none"]
+# combo windows: one network fault and, during it, one process fault.
+COMBO_NET = ["partition-leader", "partition-split", "partition-oneway", "partition-bridge",
+             "link-lossy", "link-delay"]
+COMBO_PROC = ["kill-follower", "kill-leader", "pause-follower", "pause-leader", "clock-jump",
+              "disk-full", "leader-move"]
 
 # (shortest, longest) fault window and healthy gap after it, seconds.
 TIMING = {
@@ -60,15 +68,15 @@ TIMING = {
 
 
 def needs_proxy(kind):
-    return kind in ("link-delay", "mix")
+    return kind in ("link-delay", "mix", "combo")
 
 
 def needs_faketime(kind):
-    return kind in ("clock-jump", "clock-drift", "mix")
+    return kind in ("clock-jump", "clock-drift", "mix", "combo")
 
 
 def needs_tmpfs(kind):
-    return kind in ("disk-full", "mix")
+    return kind in ("disk-full", "mix", "combo")
 
 
 def _params(kind, rng, n):
@@ -119,12 +127,28 @@ def schedule(kind, seed, duration, n, first=2.0, quiet_end=3.5, mix_kinds=None):
         k = kind
         if kind == "mix":
             k = rng.choice(mix_kinds or KINDS)
-        (wlo, whi), (glo, ghi) = TIMING[k.split("-")[0]]
+        parts = None
+        if k == "combo":
+            procs = [p for p in COMBO_PROC if mix_kinds is None or p in mix_kinds]
+            parts = [rng.choice(COMBO_NET), rng.choice(procs)]
+            (wlo, whi), (glo, ghi) = TIMING["partition"]
+        else:
+            (wlo, whi), (glo, ghi) = TIMING[k.split("-")[0]]
         length = rng.uniform(wlo, whi)
         if t + length > duration - quiet_end:
             break
         w = {"start": round(t, 3), "end": round(t + length, 3), "kind": k}
-        w.update(_params(k, rng, n))
+        if parts:
+            w["parts"] = []
+            for p in parts:
+                pw = {"kind": p}
+                pw.update(_params(p, rng, n))
+                w["parts"].append(pw)
+            # The process fault hits once the network fault has had effects
+            # (a new leader, a lagging member).
+            w["parts"][1]["after"] = round(rng.uniform(0.3, length / 2), 3)
+        else:
+            w.update(_params(k, rng, n))
         out.append(w)
         t += length + rng.uniform(glo, ghi)
     return out
@@ -139,7 +163,8 @@ class Nemesis:
         self.client = gwclient.Client(timeout=2.0)
         self.injected = 0
         self.events = []    # what was done, for the run's record
-        self.active = None
+        self.active = []    # [(window, state)] of the faults in force
+        self.rules = {}     # nft rules by the fault that asked for them
 
     # ---- looking at the cluster
     def live(self):
@@ -204,18 +229,32 @@ class Nemesis:
 
     # ---- one window
     def apply(self, w):
-        k = w["kind"]
-        fn = getattr(self, "_apply_" + k.replace("-", "_").split("_")[0])
-        self.active = (w, fn(w))
-        self.injected += 1
+        for part in w.get("parts") or [w]:
+            if part.get("after"):
+                time.sleep(part["after"])
+            fn = getattr(self, "_apply_" + part["kind"].replace("-", "_").split("_")[0])
+            self.active.append((part, fn(part)))
+            self.injected += 1
 
     def heal(self):
-        if self.active is None:
-            return
-        w, state = self.active
-        self.active = None
-        fn = getattr(self, "_heal_" + w["kind"].replace("-", "_").split("_")[0])
-        fn(w, state)
+        """Heals the faults in force, the last one first."""
+        while self.active:
+            w, state = self.active.pop()
+            fn = getattr(self, "_heal_" + w["kind"].replace("-", "_").split("_")[0])
+            fn(w, state)
+
+    def _net(self, name, rules):
+        """Sets (or with None removes) one fault's nft rules; the filter is
+        the union of every fault's rules (a cut wins over loss)."""
+        if rules is None:
+            self.rules.pop(name, None)
+        else:
+            self.rules[name] = rules
+        merged = {}
+        for r in self.rules.values():
+            for k, v in r.items():
+                merged[k] = max(merged.get(k, 0), v)
+        self.net.apply(merged)
 
     # kill-*
     def _apply_kill(self, w):
@@ -288,7 +327,7 @@ class Nemesis:
             targets = [bridge]
         else:
             raise ValueError(k)
-        self.net.apply({c: 100 for c in cut})
+        self._net("partition", {c: 100 for c in cut})
         if k == "partition-leader":
             self.run.isolated = targets[0]
         self.note("cut %d links" % len(cut), w, targets, detail)
@@ -297,7 +336,7 @@ class Nemesis:
     def _heal_partition(self, w, cut):
         self.run.isolated = None
         dropped = self.net.dropped()
-        self.net.heal()
+        self._net("partition", None)
         self.note("heal network", w, [], "%d packets dropped" % dropped)
         if not dropped:
             self.run.problem("%s: the filter dropped no packet (no effect)" % w["kind"])
@@ -315,7 +354,7 @@ class Nemesis:
                     links.add((j, i))
         before = 0
         if w["kind"] == "link-lossy":
-            self.net.apply({lk: w["pct"] for lk in links})
+            self._net("loss", {lk: w["pct"] for lk in links})
             detail = "%d%% loss on %d links" % (w["pct"], len(links))
         else:
             before = self.cl.set_delays({lk: (w["delay_ms"], w["jitter_ms"]) for lk in links})
@@ -327,7 +366,7 @@ class Nemesis:
     def _heal_link(self, w, before):
         if w["kind"] == "link-lossy":
             n = self.net.dropped()
-            self.net.heal()
+            self._net("loss", None)
             what = "%d packets dropped" % n
         else:
             n = self.cl.delayed_chunks() - before
@@ -500,6 +539,7 @@ class Nemesis:
         """Undoes every fault that may be left (idempotent)."""
         self.heal()
         self.run.isolated = None
+        self.rules = {}
         self.net.heal()
         if self.cl.proxy:
             self.cl.set_delays({})
