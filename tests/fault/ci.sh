@@ -4,10 +4,11 @@
 # Makefile.am lists tests/fault/ci/<group>.sh, each a symlink to this
 # script; the group is the link's name.  Each group is three runs of
 # tests/fault/run (about 30 s each: 20 s of load plus start, heal, checks),
-# eight groups, 24 runs in all: every fault kind at least once (and `mix`
-# on 5 members), every workload several times, 3 runs on 5 members.  Seeds
-# are random (each run prints its seed and the command that reproduces
-# it); FAULT_SEED=S fixes them, FAULT_TIME=S changes the load time.
+# eight groups, 24 runs in all: every fault kind at least once (and combo,
+# and mix on 5 members), every workload several times, 3 runs on 5
+# members.  Seeds are random (each run prints its seed and the command
+# that reproduces it); FAULT_SEED=S fixes them, FAULT_TIME=S changes the
+# load time.
 # Against a sanitizer build (slower) only the first run of each group runs.
 # Exit: 0 all passed, 1 some run failed, 77 skipped (not root, no tools).
 set -u
@@ -20,7 +21,7 @@ case $group in
 kill) runs="register:kill-leader:3 set:kill-majority:3 watch:kill-follower:3" ;;
 pause) runs="register:pause-leader:3 register-s:pause-follower:3 set:pause-leader:3" ;;
 partition) runs="register:partition-leader:3 set:partition-split:5 watch:partition-oneway:3" ;;
-partition2) runs="register:partition-oneway:3 register:partition-bridge:5 set:partition-split:3" ;;
+partition2) runs="register:partition-oneway:3 register:partition-bridge:5 watch:combo:3" ;;
 link) runs="register:link-lossy:3 set:link-delay:3 watch:link-lossy:3" ;;
 disk) runs="register:disk-full:3 set:disk-full:3 register-s:mix:5" ;;
 clock) runs="register:clock-jump:3 set:clock-drift:3 watch:clock-jump:3" ;;
