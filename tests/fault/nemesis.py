@@ -2,8 +2,8 @@
 nemesis: the fault schedule of a run and the code that injects and heals
 each fault.
 
-schedule(kind, seed, duration, n) draws, from random.Random(seed) alone, a
-list of windows: when a fault starts and ends, what kind it is, whom it
+schedule(kind, seed, duration, n) draws, from a random.Random seeded with
+the kind, the seed and the member count alone, a list of windows: when a fault starts and ends, what kind it is, whom it
 hits and how hard.  Targets that depend on the cluster's state are roles
 ("the leader", "a follower" with a fixed pick in [0, 1)), resolved when the
 window opens; everything else is concrete.  The same seed therefore gives
@@ -34,7 +34,7 @@ Kinds (all listed in KINDS):
   combo               each window a network fault (partition-* or link-*) and,
                       during it, a process fault (kill, pause, clock-jump,
                       disk-full, leader-move), healed in reverse order
-  mix                 each window one of the kinds above, drawn at random
+  mix                 each window one of the kinds above (not combo), at random
   none                no fault (a baseline)
 """
 import os
