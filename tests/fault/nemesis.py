@@ -275,8 +275,10 @@ class Nemesis:
         for m in targets:
             m.pause()
         self.note("SIGSTOP", w, targets)
-        time.sleep(0.05)
         for m in targets:
+            deadline = time.monotonic() + 2.0
+            while m.proc_state() not in ("T", "t") and time.monotonic() < deadline:
+                time.sleep(0.02)
             if m.proc_state() not in ("T", "t"):
                 self.run.problem("pause: %s is in state %r, not stopped" % (m.name, m.proc_state()))
         return targets
@@ -382,9 +384,11 @@ class Nemesis:
         for m in targets:
             n = m.fill_disk()
             self.note("fill disk", w, [m], "%d MiB" % (n >> 20))
+            # The member may free a segment right after; a fill that wrote
+            # nothing while there was room is what must not happen.
             st = os.statvfs(m.data_dir)
-            if st.f_bavail:
-                self.run.problem("disk-full: %s still has %d free blocks"
+            if n == 0 and st.f_bavail:
+                self.run.problem("disk-full: nothing written on %s, %d blocks free"
                                  % (m.name, st.f_bavail))
         return targets
 
