@@ -2,7 +2,7 @@
 workload: the client load of a fault run, and the history it records.
 
 Every operation is written to history.jsonl in the format of
-/tmp/h/history.md (tests/fault/README.md): id, process, f, key, value,
+tests/fault/HISTORY.md (the contract with checker.py): id, process, f, key, value,
 expect, invoke, complete, outcome, result, endpoint, serializable, error,
 with time.monotonic() stamps taken just before the request is written and
 just after the answer is read.
