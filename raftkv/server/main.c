@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +330,15 @@ int main(int argc, char **argv)
 
 	/* A client that goes away mid-write must cost an EPIPE, not the process. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Memory (issue #6).  glibc raises its mmap threshold to the size of
+	 * the largest block freed (up to 32 MiB), so after the first snapshot
+	 * image (one block the size of the store) such blocks came from the
+	 * heap and stayed there once freed.  A fixed threshold keeps every
+	 * large buffer (images, log entries, read buffers) an mmap given back
+	 * when freed; the heap then holds small objects only.  The libuv
+	 * threads (disk I/O) allocate little: one arena for them all. */
+	mallopt(M_MMAP_THRESHOLD, 256 << 10);
+	mallopt(M_ARENA_MAX, 2);
 
 	rv = config_parse(&main_cfg, argc, argv);
 	switch (rv) {

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,10 +64,23 @@
  * them, and one of our entries packs up to ~1 MiB of requests: 100000 such
  * entries would be 100 GB.  So node also counts the bytes applied and asks
  * for a snapshot early once they pass max(NODE_LOG_BYTES_MIN, size of the
- * last store image): log memory and replay stay bounded by the state size,
- * and since a snapshot costs about the state size (encoded on the loop),
- * that cost stays at most about one byte per byte written. */
-#define NODE_LOG_BYTES_MIN (8ull << 20)
+ * last store image / NODE_LOG_STORE_DIV): the log held in memory (and
+ * replayed by a restart) stays within half the state size, for a snapshot
+ * cost (the image is encoded on the loop, ~3-5 ms per MB) of about two
+ * bytes encoded per byte written under a steady write load.
+ *
+ * Once writes stop (nothing applied for NODE_IDLE_MS) with at least
+ * NODE_IDLE_LOG_BYTES of log since the last snapshot, one is taken anyway,
+ * and a leader shutting down cleanly takes one first: after a burst of
+ * writes the memory held falls back to the store itself, and a restart
+ * replays (and loads) next to nothing.  Each costs one encode of the store
+ * while nothing else is going on. */
+#define NODE_LOG_BYTES_MIN (4ull << 20)
+#define NODE_LOG_STORE_DIV 2
+#define NODE_IDLE_MS 1000
+#define NODE_IDLE_LOG_BYTES (1ull << 20)
+/* Longest a clean shutdown waits for that snapshot to be written. */
+#define NODE_CLOSE_SNAPSHOT_MS 3000
 /* Entries kept behind a snapshot, so that followers lagging by less catch
  * up from the log instead of an InstallSnapshot: etcd keeps 5000.  Ours
  * pack many requests each, so 5000 of them could hold gigabytes in memory:
@@ -77,6 +91,10 @@
 #define NODE_SNAPSHOT_TRAILING 5000u
 #define NODE_TRAILING_BYTES (8ull << 20)
 #define NODE_TRAILING_MIN 64u
+/* A member alone in its configuration has no follower to catch up: it
+ * keeps a token window (a member added later gets a snapshot anyway).  At
+ * least 1: libraft's uv backend reads trailing 0 as an install. */
+#define NODE_TRAILING_SOLO_BYTES (256ull << 10)
 
 #define NODE_ADDR_MAX 300
 #define NODE_DRAIN_POLL_MS 5
@@ -94,6 +112,7 @@
 enum node_close_step {
 	NODE_RUNNING = 0,
 	NODE_DRAINING,     /* waiting for pending apply/barrier callbacks */
+	NODE_SNAPSHOTTING, /* a leader's last snapshot, so a restart replays nothing */
 	NODE_TRANSFERRING, /* raft_transfer in flight */
 	NODE_RAFT_CLOSING, /* raft_close called */
 	NODE_HANDLES_CLOSING,
@@ -169,10 +188,17 @@ struct node_impl {
 	unsigned trailing;    /* what libraft was last told */
 	uint64_t image_bytes; /* size of the last image taken or restored */
 	bool snapshot_soon;   /* threshold lowered to 1 */
+	uint64_t applied_at;  /* loop time of the last entry applied */
+	uint64_t snapshots;   /* images taken or restored so far */
+	uint64_t trimmed;     /* value of snapshots at the last malloc_trim */
+	uint64_t close_snapshot_deadline;
+	bool close_snapshot;  /* shutting down asked for one */
 
 	struct node_guard guard; /* InstallSnapshot vs our own snapshot */
 	bool guard_inited;
 	bool seen_leader;     /* the short first-election timeout is over */
+	struct raft_barrier snap_barrier; /* node_snapshot_now's */
+	bool snap_barrier_busy;
 };
 
 /* One request in flight through libraft. */
@@ -187,6 +213,8 @@ struct node_req {
 };
 
 static void node_closed(struct node *n);
+static void node_snap_barrier_done(struct raft_barrier *req, int status);
+static void node_idle_check(struct node *n, uint64_t now);
 
 static struct node_impl *node_impl(const struct node *n)
 {
@@ -1025,6 +1053,7 @@ static void node_tick_cb(uv_timer_t *t)
 	node_watch_commit(n, st, now);
 	node_watch_storage(n, st, now);
 	node_storage_act(n, st, now);
+	node_idle_check(n, now);
 
 	if (!im->statfs_busy && now >= im->next_statfs) {
 		im->next_statfs = now + NODE_STATFS_EVERY_MS;
@@ -1134,16 +1163,19 @@ static unsigned node_snapshot_threshold(const struct config *cfg)
 	return c > UINT32_MAX ? UINT32_MAX : (unsigned)c;
 }
 
-/* NODE_TRAILING_BYTES worth of entries of the average size lately. */
+/* NODE_TRAILING_BYTES worth of entries of the average size lately
+ * (NODE_TRAILING_SOLO_BYTES when no other member is configured). */
 static void node_set_trailing(struct node *n, struct node_impl *im)
 {
 	uint64_t avg = im->log_entries ? im->log_bytes / im->log_entries : 0;
-	uint64_t t = avg ? NODE_TRAILING_BYTES / avg : NODE_SNAPSHOT_TRAILING;
+	bool solo = n->raft.configuration.n <= 1;
+	uint64_t bytes = solo ? NODE_TRAILING_SOLO_BYTES : NODE_TRAILING_BYTES;
+	uint64_t t = avg ? bytes / avg : NODE_SNAPSHOT_TRAILING;
 
 	if (t > NODE_SNAPSHOT_TRAILING)
 		t = NODE_SNAPSHOT_TRAILING;
-	if (t < NODE_TRAILING_MIN)
-		t = NODE_TRAILING_MIN;
+	if (t < (solo ? 1 : NODE_TRAILING_MIN))
+		t = solo ? 1 : NODE_TRAILING_MIN;
 	/* libraft reads it when a snapshot completes: keep it current, but
 	 * only a real change is worth a call. */
 	if (t != im->trailing) {
@@ -1160,8 +1192,11 @@ void node_note_applied(struct node *n, size_t entry_bytes)
 		return;
 	im->log_bytes += entry_bytes;
 	im->log_entries++;
+	im->applied_at = uv_now(n->srv->loop);
 	node_set_trailing(n, im);
-	budget = im->image_bytes > NODE_LOG_BYTES_MIN ? im->image_bytes : NODE_LOG_BYTES_MIN;
+	budget = im->image_bytes / NODE_LOG_STORE_DIV;
+	if (budget < NODE_LOG_BYTES_MIN)
+		budget = NODE_LOG_BYTES_MIN;
 	if (!im->snapshot_soon && im->log_bytes >= budget) {
 		/* libraft checks the threshold after each apply batch. */
 		raft_set_snapshot_threshold(&n->raft, 1);
@@ -1169,6 +1204,52 @@ void node_note_applied(struct node *n, size_t entry_bytes)
 		LOGD("raft: %" PRIu64 " MiB applied since the last snapshot: taking one early",
 		     im->log_bytes >> 20);
 	}
+}
+
+static void node_snap_barrier_done(struct raft_barrier *req, int status)
+{
+	struct node *n = req->data;
+	(void)status; /* the snapshot follows the apply, or it does not */
+	node_impl(n)->snap_barrier_busy = false;
+}
+
+/* Asks libraft for a snapshot now: the threshold it checks after each
+ * apply goes to 1, and a leader appends a barrier so that something is
+ * applied (a follower waits for its leader's next entry).  false when
+ * nothing can come of it. */
+static bool node_snapshot_now(struct node *n, const char *why)
+{
+	struct node_impl *im = node_impl(n);
+
+	if (im->log_entries == 0 || node_storage_error(n))
+		return false;
+	if (!im->snapshot_soon) {
+		raft_set_snapshot_threshold(&n->raft, 1);
+		im->snapshot_soon = true;
+		LOGD("raft: %s with %" PRIu64 " KiB of log since the last snapshot: taking one", why,
+		     im->log_bytes >> 10);
+	}
+	if (raft_state(&n->raft) != RAFT_LEADER)
+		return false;
+	im->snap_barrier.data = n;
+	return raft_barrier(&n->raft, &im->snap_barrier, node_snap_barrier_done) == 0;
+}
+
+/* After a burst of writes: see NODE_IDLE_MS.  Also hands the memory that
+ * snapshots freed (the log entries behind them, the image) back to the
+ * system: glibc keeps freed heap pages otherwise. */
+static void node_idle_check(struct node *n, uint64_t now)
+{
+	struct node_impl *im = node_impl(n);
+
+	if (im->snapshots != im->trimmed && !im->guard.taking) {
+		im->trimmed = im->snapshots;
+		malloc_trim(0);
+	}
+	if (im->step != NODE_RUNNING || im->snapshot_soon || im->log_bytes < NODE_IDLE_LOG_BYTES ||
+	    now - im->applied_at < NODE_IDLE_MS || im->snap_barrier_busy)
+		return;
+	im->snap_barrier_busy = node_snapshot_now(n, "idle");
 }
 
 void node_note_snapshot(struct node *n, size_t image_bytes)
@@ -1179,6 +1260,7 @@ void node_note_snapshot(struct node *n, size_t image_bytes)
 	im->log_bytes = 0;
 	im->log_entries = 0;
 	im->image_bytes = image_bytes;
+	im->snapshots++;
 	if (im->snapshot_soon) {
 		raft_set_snapshot_threshold(&n->raft, im->threshold);
 		im->snapshot_soon = false;
@@ -1677,6 +1759,31 @@ static void node_close_step(struct node *n)
 		}
 		if (im->pending > 0)
 			LOGW("raft: closing with %u request(s) still pending", im->pending);
+		im->step = NODE_SNAPSHOTTING;
+		im->close_snapshot_deadline = 0;
+	}
+	if (im->step == NODE_SNAPSHOTTING) {
+		uint64_t now = uv_now(n->srv->loop);
+		if (im->close_snapshot_deadline == 0) {
+			/* A leader with log since its last snapshot takes one, so
+			 * that a restart replays nothing. */
+			im->close_snapshot_deadline = now + NODE_CLOSE_SNAPSHOT_MS;
+			im->close_snapshot = false;
+			if (!im->snap_barrier_busy && !im->guard.taking &&
+			    im->log_bytes >= NODE_IDLE_LOG_BYTES / 16)
+				im->close_snapshot = im->snap_barrier_busy =
+					node_snapshot_now(n, "shutting down");
+		}
+		/* Done once it is taken (snapshot_soon back off) and written
+		 * (a take already under way is waited for too). */
+		if (((im->close_snapshot && (im->snapshot_soon || im->snap_barrier_busy)) ||
+		     im->guard.taking) &&
+		    now < im->close_snapshot_deadline) {
+			uv_timer_start(&im->close_timer, node_close_timer_cb, NODE_DRAIN_POLL_MS, 0);
+			return;
+		}
+		if ((im->close_snapshot && im->snapshot_soon) || im->guard.taking)
+			LOGW("raft: closing before the last snapshot was written");
 		im->step = NODE_TRANSFERRING;
 	}
 	if (im->step == NODE_TRANSFERRING) {
