@@ -1,55 +1,112 @@
 /*
  * mvcc: the revisioned keyspace behind kvs (see mvcc.h for the invariants).
  *
- * Keys live in a red-black tree ordered by their bytes.  Each key node
- * holds its retained revisions oldest first, as pointers to records that
- * carry the value bytes inline; records are immutable once written, which
- * is what lets readers and responses point into them until a compaction.
+ * Memory is most of what a member holds (issue #6), so the layout is
+ * compact:
+ *  - a record (one revision of one key) is its main revision, sub-revision
+ *    and value length, a flags byte, then only the fields that differ from
+ *    their usual value (create != mod, version != 1, lease != 0), then the
+ *    value bytes; a tombstone is the fixed part alone;
+ *  - a key node is one allocation: a 16-byte header, the key bytes, and one
+ *    record inline (the first one the key got; see below);
+ *  - further revisions are records of their own, listed with the inline one
+ *    in the node's `many` array (oldest first), which a key with a single
+ *    revision does without;
+ *  - the nodes are indexed by a B+tree of pointers (bt_*): ~10 bytes a key
+ *    instead of a red-black tree's 32, built in one pass from sorted keys
+ *    when a snapshot is loaded.
+ * Records never move or change once written: readers and responses point
+ * into them until the next compaction (mvcc.h).  So a put adds a record
+ * rather than replacing the inline one.  A compaction may move anything: a
+ * node whose inline record it drops is rebuilt with its latest record
+ * inline, and the index is rebuilt from the surviving nodes (compaction
+ * visits every key anyway).  So every node's inline record is always one
+ * of its retained records.
  */
 #include "server/mvcc.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* libbsd's RB_GENERATE_STATIC expects BSD's __unused, which glibc lacks. */
-#ifndef __unused
-#define __unused __attribute__((__unused__))
-#endif
-#include <bsd/sys/tree.h>
-
 #include "lib/err.h"
 
-/* One revision of one key. */
+/* Record flags, in the top 4 bits of mvcc_rec.lf. */
+#define REC_TOMB 0x01    /* a delete: version 0, create 0, lease 0, no value */
+#define REC_CREATE 0x02  /* create stored (else create == mod) */
+#define REC_VERSION 0x04 /* version stored (else 1) */
+#define REC_LEASE 0x08   /* lease stored (else 0) */
+#define REC_VLEN_BITS 28 /* the rest: the value length (MVCC_VALUE_MAX) */
+
+/* One revision of one key: 16 bytes, then the stored fields, 8 bytes each
+ * (host order, unaligned) in the order create, version, lease, then the
+ * value. */
 struct mvcc_rec {
 	int64_t mod;     /* main revision of the write */
-	int64_t create;  /* 0 for a tombstone */
-	int64_t version; /* 0 for a tombstone */
-	int64_t lease;
 	uint32_t sub;    /* order inside the main revision */
-	uint32_t vlen;
-	uint8_t val[];
+	uint32_t lf;     /* value length | flags << REC_VLEN_BITS */
+	uint8_t x[];
 };
 
-/*
- * A key and its history.  With nrec <= 1 the record pointer is stored in
- * the node itself; beyond that in an array whose capacity is implied by
- * nrec (the next power of two), which saves a field on every key.
- */
+#define REC_HEAD offsetof(struct mvcc_rec, x)
+
+/* A record's fields, unpacked. */
+struct rec_fields {
+	int64_t mod, create, version, lease;
+	uint32_t sub, vlen;
+	const uint8_t *val;
+};
+
+/* A key and its history.  many == NULL: one record, the inline one. */
 struct mvcc_key {
-	RB_ENTRY(mvcc_key) rb;
-	union {
-		struct mvcc_rec *one;
-		struct mvcc_rec **many;
-	} r;
+	struct mvcc_rec **many;
 	uint32_t nrec;
 	uint32_t klen;
-	uint8_t key[];
+	uint8_t key[]; /* klen bytes, padding to 8, the inline record */
 };
 
-RB_HEAD(mvcc_tree, mvcc_key);
+/* --- the index: a B+tree of key nodes ----------------------------------
+ * Leaves hold up to BT_FAN node pointers in key order and are chained;
+ * an inner node holds up to BT_FAN children and, between them, separators:
+ * sep[i] is the smallest key under c[i + 1].  Separators point at key
+ * nodes, which is why a compaction (which may free or move nodes) rebuilds
+ * the tree.  A split at the end of the last node leaves the left one full,
+ * so that keys written in order (and a rebuild) fill nodes completely. */
+#define BT_FAN 64
+#define BT_MAX_DEPTH 16 /* inner levels: 64^16 keys is beyond reach */
+
+struct bt_hdr {
+	uint32_t n;
+	uint32_t leaf;
+};
+
+struct bt_leaf {
+	struct bt_hdr h;
+	struct bt_leaf *next;
+	struct mvcc_key *k[BT_FAN];
+};
+
+struct bt_inner {
+	struct bt_hdr h;
+	struct bt_hdr *c[BT_FAN];
+	struct mvcc_key *sep[BT_FAN - 1];
+};
+
+struct bt {
+	struct bt_hdr *root; /* NULL when empty */
+	unsigned depth;      /* inner levels above the leaves */
+};
+
+/* Where a key is, or would go. */
+struct bt_path {
+	struct bt_inner *in[BT_MAX_DEPTH];
+	uint32_t ci[BT_MAX_DEPTH]; /* child taken at each inner level */
+	struct bt_leaf *leaf;
+	uint32_t pos;
+};
 
 struct mvcc {
-	struct mvcc_tree tree;
+	struct bt tree;
 	int64_t rev;
 	int64_t compact_rev;
 	uint64_t bytes;
@@ -82,26 +139,172 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 	return alen < blen ? -1 : alen > blen;
 }
 
-static int node_cmp(const struct mvcc_key *a, const struct mvcc_key *b)
+/* --- records -------------------------------------------------------------- */
+
+static uint8_t rec_fl(const struct mvcc_rec *r)
 {
-	return key_cmp(a->key, a->klen, b->key, b->klen);
+	return (uint8_t)(r->lf >> REC_VLEN_BITS);
 }
 
-RB_GENERATE_STATIC(mvcc_tree, mvcc_key, rb, node_cmp)
-
-static struct mvcc_rec **node_recs(struct mvcc_key *n)
+static uint32_t rec_vlen(const struct mvcc_rec *r)
 {
-	return n->nrec <= 1 ? &n->r.one : n->r.many;
+	return r->lf & MVCC_VALUE_MAX;
+}
+
+static unsigned rec_nstored(uint8_t flags)
+{
+	return !!(flags & REC_CREATE) + !!(flags & REC_VERSION) + !!(flags & REC_LEASE);
+}
+
+static int64_t rec_stored(const struct mvcc_rec *r, unsigned i)
+{
+	int64_t v;
+	memcpy(&v, r->x + 8 * i, 8);
+	return v;
+}
+
+static int64_t rec_create(const struct mvcc_rec *r)
+{
+	if (rec_fl(r) & REC_TOMB)
+		return 0;
+	return rec_fl(r) & REC_CREATE ? rec_stored(r, 0) : r->mod;
+}
+
+static int64_t rec_version(const struct mvcc_rec *r)
+{
+	if (rec_fl(r) & REC_TOMB)
+		return 0;
+	return rec_fl(r) & REC_VERSION ? rec_stored(r, !!(rec_fl(r) & REC_CREATE)) : 1;
+}
+
+static int64_t rec_lease(const struct mvcc_rec *r)
+{
+	if (!(rec_fl(r) & REC_LEASE))
+		return 0;
+	return rec_stored(r, !!(rec_fl(r) & REC_CREATE) + !!(rec_fl(r) & REC_VERSION));
+}
+
+static const uint8_t *rec_val(const struct mvcc_rec *r)
+{
+	return r->x + 8 * rec_nstored(rec_fl(r));
+}
+
+static bool rec_live(const struct mvcc_rec *r)
+{
+	return !(rec_fl(r) & REC_TOMB);
+}
+
+static uint8_t rec_flags(const struct rec_fields *f)
+{
+	uint8_t flags = 0;
+	if (f->version == 0)
+		return REC_TOMB; /* create, lease and value are empty (rec_valid) */
+	if (f->create != f->mod)
+		flags |= REC_CREATE;
+	if (f->version != 1)
+		flags |= REC_VERSION;
+	if (f->lease != 0)
+		flags |= REC_LEASE;
+	return flags;
+}
+
+static size_t rec_size(const struct rec_fields *f)
+{
+	return REC_HEAD + 8 * rec_nstored(rec_flags(f)) + f->vlen;
+}
+
+/* Writes f at r (rec_size(f) bytes). */
+static void rec_write(struct mvcc_rec *r, const struct rec_fields *f)
+{
+	uint8_t *p = r->x;
+	r->mod = f->mod;
+	r->sub = f->sub;
+	r->lf = f->vlen | (uint32_t)rec_flags(f) << REC_VLEN_BITS;
+	if (rec_fl(r) & REC_CREATE) {
+		memcpy(p, &f->create, 8);
+		p += 8;
+	}
+	if (rec_fl(r) & REC_VERSION) {
+		memcpy(p, &f->version, 8);
+		p += 8;
+	}
+	if (rec_fl(r) & REC_LEASE) {
+		memcpy(p, &f->lease, 8);
+		p += 8;
+	}
+	if (f->vlen)
+		memcpy(p, f->val, f->vlen);
+}
+
+static void rec_read(const struct mvcc_rec *r, struct rec_fields *f)
+{
+	f->mod = r->mod;
+	f->sub = r->sub;
+	f->vlen = rec_vlen(r);
+	f->create = rec_create(r);
+	f->version = rec_version(r);
+	f->lease = rec_lease(r);
+	f->val = rec_val(r);
+}
+
+static struct mvcc_rec *rec_new(const struct rec_fields *f)
+{
+	struct mvcc_rec *r = malloc(rec_size(f));
+	if (r != NULL)
+		rec_write(r, f);
+	return r;
+}
+
+/* --- key nodes ------------------------------------------------------------ */
+
+static size_t key_pad(size_t klen)
+{
+	return (klen + 7) & ~(size_t)7;
+}
+
+static struct mvcc_rec *node_inline(const struct mvcc_key *n)
+{
+	return (struct mvcc_rec *)(n->key + key_pad(n->klen));
+}
+
+/* A node for key holding f inline (not linked anywhere). */
+static struct mvcc_key *node_new(const uint8_t *key, size_t klen, const struct rec_fields *f)
+{
+	struct mvcc_key *n = malloc(offsetof(struct mvcc_key, key) + key_pad(klen) + rec_size(f));
+	if (n == NULL)
+		return NULL;
+	n->many = NULL;
+	n->nrec = 1;
+	n->klen = (uint32_t)klen;
+	memcpy(n->key, key, klen);
+	rec_write(node_inline(n), f);
+	return n;
 }
 
 static struct mvcc_rec *node_rec(const struct mvcc_key *n, uint32_t i)
 {
-	return n->nrec <= 1 ? n->r.one : n->r.many[i];
+	return n->many != NULL ? n->many[i] : node_inline(n);
 }
 
 static struct mvcc_rec *node_last(const struct mvcc_key *n)
 {
 	return node_rec(n, n->nrec - 1);
+}
+
+static void node_rec_free(const struct mvcc_key *n, struct mvcc_rec *r)
+{
+	if (r != node_inline(n))
+		free(r);
+}
+
+static void node_free(struct mvcc_key *n)
+{
+	if (n->many != NULL) {
+		for (uint32_t i = 0; i < n->nrec; i++)
+			node_rec_free(n, n->many[i]);
+		free(n->many);
+	}
+	free(n);
 }
 
 static uint32_t rec_cap(uint32_t nrec)
@@ -112,80 +315,96 @@ static uint32_t rec_cap(uint32_t nrec)
 	return c;
 }
 
-static bool rec_live(const struct mvcc_rec *r)
-{
-	return r->version != 0;
-}
-
-static uint64_t rec_bytes(const struct mvcc_key *n, const struct mvcc_rec *r)
-{
-	return (uint64_t)n->klen + r->vlen + REC_OVERHEAD;
-}
-
 /* Appends rec to n's history.  Returns 0 or -KV_ENOMEM (n unchanged). */
 static int node_append(struct mvcc_key *n, struct mvcc_rec *rec)
 {
 	uint32_t nrec = n->nrec;
 	if (nrec == UINT32_MAX)
 		return -KV_ENOMEM;
-	if (nrec == 0) {
-		n->r.one = rec;
-	} else if (nrec == 1) {
+	if (n->many == NULL) {
 		struct mvcc_rec **arr = malloc(2 * sizeof(*arr));
 		if (arr == NULL)
 			return -KV_ENOMEM;
-		arr[0] = n->r.one;
-		arr[1] = rec;
-		n->r.many = arr;
-	} else {
-		if (rec_cap(nrec) == nrec) {
-			struct mvcc_rec **arr = realloc(n->r.many, (size_t)nrec * 2 * sizeof(*arr));
-			if (arr == NULL)
-				return -KV_ENOMEM;
-			n->r.many = arr;
-		}
-		n->r.many[nrec] = rec;
+		arr[0] = node_inline(n);
+		n->many = arr;
+	} else if (rec_cap(nrec) == nrec) {
+		struct mvcc_rec **arr = realloc(n->many, (size_t)nrec * 2 * sizeof(*arr));
+		if (arr == NULL)
+			return -KV_ENOMEM;
+		n->many = arr;
 	}
+	n->many[nrec] = rec;
 	n->nrec = nrec + 1;
 	return 0;
 }
 
-/* Frees the first `drop` records of n (and shrinks its storage). */
-static void node_drop_front(struct mvcc *m, struct mvcc_key *n, uint32_t drop)
+static uint64_t rec_bytes(const struct mvcc_key *n, const struct mvcc_rec *r)
 {
-	struct mvcc_rec **recs = node_recs(n);
-	uint32_t left = n->nrec - drop;
-	for (uint32_t i = 0; i < drop; i++) {
-		m->bytes -= rec_bytes(n, recs[i]);
-		free(recs[i]);
-	}
-	if (n->nrec <= 1) {
-		n->nrec = left;
-		return;
-	}
-	if (left <= 1) {
-		struct mvcc_rec **arr = n->r.many;
-		n->r.one = left ? arr[drop] : NULL;
-		free(arr);
-	} else {
-		memmove(recs, recs + drop, (size_t)left * sizeof(*recs));
-		if (rec_cap(left) < rec_cap(n->nrec)) {
-			struct mvcc_rec **arr = realloc(recs, (size_t)rec_cap(left) * sizeof(*arr));
-			if (arr != NULL)
-				n->r.many = arr;
-		}
-	}
-	n->nrec = left;
+	return (uint64_t)n->klen + rec_vlen(r) + REC_OVERHEAD;
 }
 
-static void node_free(struct mvcc_key *n)
+/*
+ * Frees the first `drop` records of n.  When the inline one goes, the node
+ * is rebuilt around its latest record (copied inline), so the returned node
+ * may be a new one (n is freed then); NULL if nothing is left (n freed).
+ * On out of memory the node is kept as it is (the dead inline bytes with
+ * it): correct, just larger.
+ */
+static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint32_t drop)
 {
-	struct mvcc_rec **recs = node_recs(n);
-	for (uint32_t i = 0; i < n->nrec; i++)
-		free(recs[i]);
-	if (n->nrec > 1)
-		free(n->r.many);
-	free(n);
+	struct mvcc_rec *inl = node_inline(n);
+	uint32_t left = n->nrec - drop;
+	bool inline_dropped = false;
+
+	if (drop == 0)
+		return n;
+	if (left == 0) {
+		for (uint32_t i = 0; i < n->nrec; i++)
+			m->bytes -= rec_bytes(n, node_rec(n, i));
+		node_free(n);
+		return NULL;
+	}
+	/* drop > 0 and left > 0: n has a many array. */
+	for (uint32_t i = 0; i < drop; i++) {
+		m->bytes -= rec_bytes(n, n->many[i]);
+		if (n->many[i] == inl)
+			inline_dropped = true;
+		else
+			free(n->many[i]);
+	}
+	memmove(n->many, n->many + drop, (size_t)left * sizeof(*n->many));
+	n->nrec = left;
+	if (inline_dropped) {
+		struct mvcc_rec *last = n->many[left - 1];
+		struct rec_fields f;
+		struct mvcc_key *nn;
+		rec_read(last, &f);
+		nn = node_new(n->key, n->klen, &f);
+		if (nn == NULL) {
+			/* Keep the dead inline bytes: node_inline() is still
+			 * not a retained record, which node_rec_free tolerates. */
+			return n;
+		}
+		if (left > 1) {
+			nn->many = n->many;
+			nn->nrec = left;
+			nn->many[left - 1] = node_inline(nn);
+		} else {
+			free(n->many);
+		}
+		free(last);
+		free(n);
+		return nn;
+	}
+	if (left == 1 && n->many[0] == inl) {
+		free(n->many);
+		n->many = NULL;
+	} else if (rec_cap(left) < rec_cap(left + drop)) {
+		struct mvcc_rec **arr = realloc(n->many, (size_t)rec_cap(left) * sizeof(*arr));
+		if (arr != NULL)
+			n->many = arr;
+	}
+	return n;
 }
 
 /* Index of the last record with mod <= rev, or -1. */
@@ -208,30 +427,316 @@ static void fill_kv(struct mvcc_kv *kv, const struct mvcc_key *n, const struct m
 {
 	kv->key = n->key;
 	kv->key_len = n->klen;
-	kv->value = r->val;
-	kv->value_len = r->vlen;
-	kv->create_rev = r->create;
+	kv->value = rec_val(r);
+	kv->value_len = rec_vlen(r);
+	kv->create_rev = rec_create(r);
 	kv->mod_rev = r->mod;
-	kv->version = r->version;
-	kv->lease = r->lease;
+	kv->version = rec_version(r);
+	kv->lease = rec_lease(r);
 }
 
-/* The node for exactly key, or (exact == false) the first node >= key. */
-static struct mvcc_key *tree_find(const struct mvcc *m, const uint8_t *key, size_t klen, bool exact)
+/* --- the B+tree ------------------------------------------------------------ */
+
+static int node_key_cmp(const struct mvcc_key *n, const uint8_t *key, size_t klen)
 {
-	struct mvcc_key *n = RB_ROOT(&m->tree), *ge = NULL;
-	while (n != NULL) {
-		int c = key_cmp(key, klen, n->key, n->klen);
-		if (c == 0)
-			return n;
-		if (c < 0) {
-			ge = n;
-			n = RB_LEFT(n, rb);
-		} else {
-			n = RB_RIGHT(n, rb);
+	return key_cmp(n->key, n->klen, key, klen);
+}
+
+/* Descends to where key is or would go: path->leaf and path->pos (the first
+ * key >= key in that leaf; pos == leaf->h.n when all are smaller).  false
+ * when the tree is empty. */
+static bool bt_seek(const struct bt *t, const uint8_t *key, size_t klen, struct bt_path *path)
+{
+	struct bt_hdr *x = t->root;
+	uint32_t lo, hi;
+
+	if (x == NULL)
+		return false;
+	for (unsigned d = 0; d < t->depth; d++) {
+		struct bt_inner *in = (struct bt_inner *)x;
+		/* the child: how many separators are <= key */
+		lo = 0;
+		hi = in->h.n - 1;
+		while (lo < hi) {
+			uint32_t mid = (lo + hi) / 2;
+			if (node_key_cmp(in->sep[mid], key, klen) <= 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		path->in[d] = in;
+		path->ci[d] = lo;
+		x = in->c[lo];
+	}
+	path->leaf = (struct bt_leaf *)x;
+	lo = 0;
+	hi = path->leaf->h.n;
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (node_key_cmp(path->leaf->k[mid], key, klen) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	path->pos = lo;
+	return true;
+}
+
+/* The key at a position, moving to the next leaf past the end. */
+static struct mvcc_key *bt_at(struct bt_leaf **leaf, uint32_t *pos)
+{
+	while (*leaf != NULL && *pos >= (*leaf)->h.n) {
+		*leaf = (*leaf)->next;
+		*pos = 0;
+	}
+	return *leaf != NULL ? (*leaf)->k[*pos] : NULL;
+}
+
+static struct bt_leaf *bt_first(const struct bt *t)
+{
+	struct bt_hdr *x = t->root;
+	if (x == NULL)
+		return NULL;
+	for (unsigned d = 0; d < t->depth; d++)
+		x = ((struct bt_inner *)x)->c[0];
+	return (struct bt_leaf *)x;
+}
+
+/* Inserts k (not in t) where bt_seek found its place, splitting nodes
+ * upwards as needed.  Returns 0 or -KV_ENOMEM (t unchanged: whatever a
+ * split needs is allocated before anything moves). */
+static int bt_insert(struct bt *t, struct bt_path *path, struct mvcc_key *k)
+{
+	struct bt_leaf *leaf = path->leaf, *right;
+	struct bt_hdr *up_child;
+	struct mvcc_key *up_sep;
+	struct bt_inner *spare[BT_MAX_DEPTH + 1];
+	unsigned need = 0;
+	int d;
+
+	if (t->root == NULL) {
+		leaf = calloc(1, sizeof(*leaf));
+		if (leaf == NULL)
+			return -KV_ENOMEM;
+		leaf->h.leaf = 1;
+		leaf->h.n = 1;
+		leaf->k[0] = k;
+		t->root = &leaf->h;
+		t->depth = 0;
+		return 0;
+	}
+	if (leaf->h.n < BT_FAN) {
+		memmove(leaf->k + path->pos + 1, leaf->k + path->pos,
+			(leaf->h.n - path->pos) * sizeof(*leaf->k));
+		leaf->k[path->pos] = k;
+		leaf->h.n++;
+		return 0;
+	}
+	/* Full: allocate every node the split may need first, so that running
+	 * out of memory leaves the tree as it was. */
+	right = malloc(sizeof(*right));
+	if (right == NULL)
+		return -KV_ENOMEM;
+	for (d = (int)t->depth - 1; d >= 0 && path->in[d]->h.n == BT_FAN; d--)
+		need++;
+	need++; /* the parent's sibling at the first level with room, or a new root */
+	for (unsigned i = 0; i < need; i++) {
+		spare[i] = malloc(sizeof(*spare[i]));
+		if (spare[i] == NULL) {
+			while (i-- > 0)
+				free(spare[i]);
+			free(right);
+			return -KV_ENOMEM;
 		}
 	}
-	return exact ? NULL : ge;
+	{
+		/* The leaf: a split at the very end keeps the left one full. */
+		struct mvcc_key *all[BT_FAN + 1];
+		uint32_t s = path->pos == BT_FAN && leaf->next == NULL ? BT_FAN : (BT_FAN + 1) / 2;
+		memcpy(all, leaf->k, path->pos * sizeof(*all));
+		all[path->pos] = k;
+		memcpy(all + path->pos + 1, leaf->k + path->pos, (BT_FAN - path->pos) * sizeof(*all));
+		memcpy(leaf->k, all, s * sizeof(*all));
+		leaf->h.n = s;
+		right->h.leaf = 1;
+		right->h.n = BT_FAN + 1 - s;
+		memcpy(right->k, all + s, right->h.n * sizeof(*all));
+		right->next = leaf->next;
+		leaf->next = right;
+		up_child = &right->h;
+		up_sep = right->k[0];
+	}
+	for (d = (int)t->depth - 1; d >= 0; d--) {
+		struct bt_inner *in = path->in[d], *r;
+		uint32_t ci = path->ci[d];
+		struct bt_hdr *cs[BT_FAN + 1];
+		struct mvcc_key *ss[BT_FAN];
+		uint32_t n = in->h.n, s;
+
+		if (n < BT_FAN) {
+			memmove(in->c + ci + 2, in->c + ci + 1, (n - ci - 1) * sizeof(*in->c));
+			in->c[ci + 1] = up_child;
+			memmove(in->sep + ci + 1, in->sep + ci, (n - 1 - ci) * sizeof(*in->sep));
+			in->sep[ci] = up_sep;
+			in->h.n++;
+			up_child = NULL;
+			break;
+		}
+		memcpy(cs, in->c, (ci + 1) * sizeof(*cs));
+		cs[ci + 1] = up_child;
+		memcpy(cs + ci + 2, in->c + ci + 1, (n - ci - 1) * sizeof(*cs));
+		memcpy(ss, in->sep, ci * sizeof(*ss));
+		ss[ci] = up_sep;
+		memcpy(ss + ci + 1, in->sep + ci, (n - 1 - ci) * sizeof(*ss));
+		/* children 0..s-1 stay, ss[s-1] goes up, s..BT_FAN move right */
+		s = ci + 1 == BT_FAN ? BT_FAN : (BT_FAN + 1) / 2;
+		r = spare[--need];
+		memcpy(in->c, cs, s * sizeof(*cs));
+		memcpy(in->sep, ss, (s - 1) * sizeof(*ss));
+		in->h.n = s;
+		r->h.leaf = 0;
+		r->h.n = BT_FAN + 1 - s;
+		memcpy(r->c, cs + s, r->h.n * sizeof(*cs));
+		memcpy(r->sep, ss + s, (r->h.n - 1) * sizeof(*ss));
+		up_child = &r->h;
+		up_sep = ss[s - 1];
+	}
+	if (up_child != NULL) {
+		/* The root split: a new root above. */
+		struct bt_inner *root = spare[--need];
+		root->h.leaf = 0;
+		root->h.n = 2;
+		root->c[0] = t->root;
+		root->c[1] = up_child;
+		root->sep[0] = up_sep;
+		t->root = &root->h;
+		t->depth++;
+	}
+	while (need > 0)
+		free(spare[--need]);
+	return 0;
+}
+
+static void bt_free_level(struct bt_hdr *x, unsigned depth)
+{
+	if (depth > 0) {
+		struct bt_inner *in = (struct bt_inner *)x;
+		for (uint32_t i = 0; i < in->h.n; i++)
+			bt_free_level(in->c[i], depth - 1);
+	}
+	free(x);
+}
+
+/* Frees the index (not the key nodes). */
+static void bt_free(struct bt *t)
+{
+	if (t->root != NULL)
+		bt_free_level(t->root, t->depth);
+	t->root = NULL;
+	t->depth = 0;
+}
+
+/* The smallest key under x. */
+static struct mvcc_key *bt_min(const struct bt_hdr *x)
+{
+	while (!x->leaf)
+		x = ((const struct bt_inner *)x)->c[0];
+	return ((const struct bt_leaf *)x)->k[0];
+}
+
+/*
+ * Builds t (empty) over keys[0, n), sorted and distinct, nodes filled
+ * completely: one pass, no comparisons (loading a snapshot, and after a
+ * compaction).  0 or -KV_ENOMEM (t left empty; keys untouched).
+ */
+static int bt_build(struct bt *t, struct mvcc_key *const *keys, size_t n)
+{
+	struct bt_hdr **level, **up;
+	struct bt_leaf *prev = NULL;
+	size_t nl, i;
+	unsigned depth = 0;
+
+	t->root = NULL;
+	t->depth = 0;
+	if (n == 0)
+		return 0;
+	nl = (n + BT_FAN - 1) / BT_FAN;
+	level = malloc(nl * sizeof(*level));
+	if (level == NULL)
+		return -KV_ENOMEM;
+	for (i = 0; i < nl; i++) {
+		struct bt_leaf *l = malloc(sizeof(*l));
+		size_t take = n - i * BT_FAN < BT_FAN ? n - i * BT_FAN : BT_FAN;
+		if (l == NULL) {
+			while (i-- > 0)
+				free(level[i]);
+			free(level);
+			return -KV_ENOMEM;
+		}
+		l->h.leaf = 1;
+		l->h.n = (uint32_t)take;
+		l->next = NULL;
+		memcpy(l->k, keys + i * BT_FAN, take * sizeof(*keys));
+		if (prev != NULL)
+			prev->next = l;
+		prev = l;
+		level[i] = &l->h;
+	}
+	while (nl > 1) {
+		size_t nu = (nl + BT_FAN - 1) / BT_FAN;
+		up = malloc(nu * sizeof(*up));
+		for (i = 0; up != NULL && i < nu; i++) {
+			struct bt_inner *in = malloc(sizeof(*in));
+			size_t take = nl - i * BT_FAN < BT_FAN ? nl - i * BT_FAN : BT_FAN;
+			if (in == NULL) {
+				while (i-- > 0)
+					free(up[i]);
+				free(up);
+				up = NULL;
+				break;
+			}
+			in->h.leaf = 0;
+			in->h.n = (uint32_t)take;
+			memcpy(in->c, level + i * BT_FAN, take * sizeof(*level));
+			for (size_t j = 1; j < take; j++)
+				in->sep[j - 1] = bt_min(in->c[j]);
+			up[i] = &in->h;
+		}
+		if (up == NULL) {
+			for (i = 0; i < nl; i++)
+				bt_free_level(level[i], depth);
+			free(level);
+			return -KV_ENOMEM;
+		}
+		free(level);
+		level = up;
+		nl = nu;
+		depth++;
+	}
+	t->root = level[0];
+	t->depth = depth;
+	free(level);
+	return 0;
+}
+
+/* The node for exactly key, or (exact == false) the first node >= key,
+ * with its position. */
+static struct mvcc_key *tree_find(const struct mvcc *m, const uint8_t *key, size_t klen, bool exact,
+				  struct bt_leaf **leaf, uint32_t *pos)
+{
+	struct bt_path path;
+	struct mvcc_key *n;
+
+	*leaf = NULL;
+	*pos = 0;
+	if (!bt_seek(&m->tree, key, klen, &path))
+		return NULL;
+	*leaf = path.leaf;
+	*pos = path.pos;
+	n = bt_at(leaf, pos);
+	if (exact && n != NULL && node_key_cmp(n, key, klen) != 0)
+		n = NULL;
+	return n;
 }
 
 struct mvcc *mvcc_new(void)
@@ -239,7 +744,8 @@ struct mvcc *mvcc_new(void)
 	struct mvcc *m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return NULL;
-	RB_INIT(&m->tree);
+	m->tree.root = NULL;
+	m->tree.depth = 0;
 	m->rev = 1;
 	m->compact_rev = -1;
 	return m;
@@ -247,12 +753,10 @@ struct mvcc *mvcc_new(void)
 
 static void mvcc_clear(struct mvcc *m)
 {
-	struct mvcc_key *n, *next;
-	for (n = RB_MIN(mvcc_tree, &m->tree); n != NULL; n = next) {
-		next = RB_NEXT(mvcc_tree, &m->tree, n);
-		RB_REMOVE(mvcc_tree, &m->tree, n);
-		node_free(n);
-	}
+	for (struct bt_leaf *l = bt_first(&m->tree); l != NULL; l = l->next)
+		for (uint32_t i = 0; i < l->h.n; i++)
+			node_free(l->k[i]);
+	bt_free(&m->tree);
 	m->rev = 1;
 	m->compact_rev = -1;
 	m->bytes = 0;
@@ -325,19 +829,6 @@ int64_t mvcc_txn_end(struct mvcc *m)
 	return m->rev;
 }
 
-static struct mvcc_rec *rec_new(struct mvcc *m, const uint8_t *val, size_t vlen)
-{
-	struct mvcc_rec *r = malloc(sizeof(*r) + vlen);
-	if (r == NULL)
-		return NULL;
-	r->mod = m->rev + 1;
-	r->sub = m->txn_changes;
-	r->vlen = (uint32_t)vlen;
-	if (vlen)
-		memcpy(r->val, val, vlen);
-	return r;
-}
-
 static void notify(struct mvcc *m, const struct mvcc_key *n, const struct mvcc_rec *r,
 		   const struct mvcc_rec *prev)
 {
@@ -353,40 +844,46 @@ static void notify(struct mvcc *m, const struct mvcc_key *n, const struct mvcc_r
 static int put_locked(struct mvcc *m, const uint8_t *key, size_t klen, const uint8_t *val,
 		      size_t vlen, int64_t lease)
 {
-	struct mvcc_key *n = tree_find(m, key, klen, true);
-	struct mvcc_rec *prev = n ? node_last(n) : NULL, *r;
-	bool fresh = false;
+	struct bt_path path;
+	struct mvcc_key *n = NULL;
+	struct mvcc_rec *prev = NULL, *r;
+	struct rec_fields f;
 	int rv;
 
-	if (prev != NULL && !rec_live(prev))
-		prev = NULL;
-	r = rec_new(m, val, vlen);
-	if (r == NULL)
-		return -KV_ENOMEM;
-	r->lease = lease;
-	r->create = prev ? prev->create : m->rev + 1;
-	r->version = prev ? prev->version + 1 : 1;
+	if (bt_seek(&m->tree, key, klen, &path) && path.pos < path.leaf->h.n &&
+	    node_key_cmp(path.leaf->k[path.pos], key, klen) == 0) {
+		n = path.leaf->k[path.pos];
+		prev = node_last(n);
+		if (!rec_live(prev))
+			prev = NULL;
+	}
+	f.mod = m->rev + 1;
+	f.sub = m->txn_changes;
+	f.vlen = (uint32_t)vlen;
+	f.val = val;
+	f.lease = lease;
+	f.create = prev ? rec_create(prev) : m->rev + 1;
+	f.version = prev ? rec_version(prev) + 1 : 1;
 	if (n == NULL) {
-		n = malloc(sizeof(*n) + klen);
-		if (n == NULL) {
-			free(r);
+		n = node_new(key, klen, &f);
+		if (n == NULL)
 			return -KV_ENOMEM;
-		}
-		n->nrec = 0;
-		n->klen = (uint32_t)klen;
-		memcpy(n->key, key, klen);
-		fresh = true;
-	}
-	rv = node_append(n, r);
-	if (rv != 0) {
-		free(r);
-		if (fresh)
+		rv = bt_insert(&m->tree, &path, n);
+		if (rv != 0) {
 			free(n);
-		return rv;
-	}
-	if (fresh) {
-		RB_INSERT(mvcc_tree, &m->tree, n);
+			return rv;
+		}
 		m->nkeys++;
+		r = node_inline(n);
+	} else {
+		r = rec_new(&f);
+		if (r == NULL)
+			return -KV_ENOMEM;
+		rv = node_append(n, r);
+		if (rv != 0) {
+			free(r);
+			return rv;
+		}
 	}
 	if (prev == NULL)
 		m->live++;
@@ -400,7 +897,7 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len, const uint8_t *
 	     size_t value_len, int64_t lease)
 {
 	int rv;
-	if (key_len == 0 || key_len > UINT32_MAX || value_len > UINT32_MAX)
+	if (key_len == 0 || key_len > UINT32_MAX || value_len > MVCC_VALUE_MAX)
 		return -KV_EINVAL;
 	if (m->in_txn)
 		return put_locked(m, key, key_len, value, value_len, lease);
@@ -413,29 +910,38 @@ int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len, const uint8_t *
 static void range_setup(struct mvcc_iter *it, const struct mvcc *m, const uint8_t *key,
 			size_t klen, const uint8_t *end, size_t elen)
 {
+	struct bt_leaf *leaf;
+	struct mvcc_key *n;
+
 	it->m = m;
 	it->end = end;
 	it->end_len = elen;
 	it->single = elen == 0;
 	it->unbounded = elen == 1 && end[0] == 0;
-	it->node = tree_find(m, key, klen, it->single);
+	n = tree_find(m, key, klen, it->single, &leaf, &it->pos);
+	it->leaf = n != NULL ? leaf : NULL;
 }
 
 /* The next node in range, whatever its state at any revision. */
 static struct mvcc_key *range_next_node(struct mvcc_iter *it)
 {
-	struct mvcc_key *n = it->node;
-	if (n == NULL)
+	struct bt_leaf *leaf = it->leaf;
+	struct mvcc_key *n = bt_at(&leaf, &it->pos);
+
+	if (n == NULL) {
+		it->leaf = NULL;
 		return NULL;
+	}
 	if (it->single) {
-		it->node = NULL;
+		it->leaf = NULL;
 		return n;
 	}
 	if (!it->unbounded && key_cmp(n->key, n->klen, it->end, it->end_len) >= 0) {
-		it->node = NULL;
+		it->leaf = NULL;
 		return NULL;
 	}
-	it->node = RB_NEXT(mvcc_tree, &((struct mvcc *)it->m)->tree, n);
+	it->leaf = leaf;
+	it->pos++;
 	return n;
 }
 
@@ -450,15 +956,13 @@ static int delete_locked(struct mvcc *m, const uint8_t *key, size_t klen, const 
 	/* Tombstoning never adds or removes nodes, so walking on is safe. */
 	while ((n = range_next_node(&it)) != NULL) {
 		struct mvcc_rec *prev = node_last(n), *r;
+		struct rec_fields f = {.mod = m->rev + 1, .sub = m->txn_changes};
 		int rv;
 		if (!rec_live(prev))
 			continue;
-		r = rec_new(m, NULL, 0);
+		r = rec_new(&f);
 		if (r == NULL)
 			return -KV_ENOMEM;
-		r->create = 0;
-		r->version = 0;
-		r->lease = 0;
 		rv = node_append(n, r);
 		if (rv != 0) {
 			free(r);
@@ -495,7 +999,7 @@ int mvcc_iter_init(struct mvcc_iter *it, const struct mvcc *m, const uint8_t *ke
 		   const uint8_t *end, size_t end_len, int64_t rev)
 {
 	int64_t cur = mvcc_read_rev(m);
-	it->node = NULL;
+	it->leaf = NULL;
 	if (rev > cur)
 		return -KV_EFUTUREREV;
 	if (rev <= 0)
@@ -557,7 +1061,9 @@ uint64_t mvcc_changes(const struct mvcc *m, const uint8_t *key, size_t key_len, 
 
 bool mvcc_get(const struct mvcc *m, const uint8_t *key, size_t key_len, struct mvcc_kv *kv)
 {
-	struct mvcc_key *n = tree_find(m, key, key_len, true);
+	struct bt_leaf *leaf;
+	uint32_t pos;
+	struct mvcc_key *n = tree_find(m, key, key_len, true, &leaf, &pos);
 	struct mvcc_rec *r;
 	if (n == NULL)
 		return false;
@@ -570,31 +1076,47 @@ bool mvcc_get(const struct mvcc *m, const uint8_t *key, size_t key_len, struct m
 
 int mvcc_compact(struct mvcc *m, int64_t rev)
 {
-	struct mvcc_key *n, *next;
+	struct mvcc_key **keep, *n;
+	size_t nk = 0;
+	int rv;
+
 	if (rev <= m->compact_rev)
 		return -KV_ECOMPACTED;
 	if (rev > m->rev)
 		return -KV_EFUTUREREV;
-	for (n = RB_MIN(mvcc_tree, &m->tree); n != NULL; n = next) {
-		long i = node_at(n, rev);
-		uint32_t drop;
-		next = RB_NEXT(mvcc_tree, &m->tree, n);
-		if (i < 0)
-			continue;
-		/* etcd keyIndex.compact: keep the latest revision <= rev unless
-		 * it is a tombstone, and everything newer. */
-		drop = (uint32_t)i + !rec_live(node_rec(n, (uint32_t)i));
-		if (drop == 0)
-			continue;
-		node_drop_front(m, n, drop);
-		if (n->nrec == 0) {
-			RB_REMOVE(mvcc_tree, &m->tree, n);
-			node_free(n);
-			m->nkeys--;
+	/* Nodes may move or go: the index is rebuilt from the survivors. */
+	keep = malloc((m->nkeys ? m->nkeys : 1) * sizeof(*keep));
+	if (keep == NULL)
+		return -KV_ENOMEM;
+	for (struct bt_leaf *l = bt_first(&m->tree); l != NULL; l = l->next) {
+		for (uint32_t j = 0; j < l->h.n; j++) {
+			long i;
+			uint32_t drop = 0;
+			n = l->k[j];
+			i = node_at(n, rev);
+			/* etcd keyIndex.compact: keep the latest revision <= rev
+			 * unless it is a tombstone, and everything newer. */
+			if (i >= 0)
+				drop = (uint32_t)i + !rec_live(node_rec(n, (uint32_t)i));
+			n = node_drop_front(m, n, drop);
+			if (n != NULL)
+				keep[nk++] = n;
+			else
+				m->nkeys--;
 		}
 	}
-	m->compact_rev = rev;
-	return 0;
+	bt_free(&m->tree);
+	rv = bt_build(&m->tree, nk ? keep : NULL, nk);
+	if (rv != 0) {
+		/* Fatal for the caller (mvcc.h); leave a consistent empty store. */
+		for (size_t i = 0; i < nk; i++)
+			node_free(keep[i]);
+		m->nkeys = m->live = m->bytes = 0;
+	}
+	free(keep);
+	if (rv == 0)
+		m->compact_rev = rev;
+	return rv;
 }
 
 /* ---- CRC-32C ----------------------------------------------------------- */
@@ -687,11 +1209,16 @@ static uint8_t *put_rec_fixed(uint8_t *p, const struct mvcc_rec *r)
 {
 	p = put_u64(p, (uint64_t)r->mod);
 	p = put_u32(p, r->sub);
-	p = put_u64(p, (uint64_t)r->create);
-	p = put_u64(p, (uint64_t)r->version);
-	p = put_u64(p, (uint64_t)r->lease);
-	return put_u32(p, r->vlen);
+	p = put_u64(p, (uint64_t)rec_create(r));
+	p = put_u64(p, (uint64_t)rec_version(r));
+	p = put_u64(p, (uint64_t)rec_lease(r));
+	return put_u32(p, rec_vlen(r));
 }
+
+/* Every key node of t in key order (n: the variable set). */
+#define BT_FOREACH(n, t)                                                                 \
+	for (struct bt_leaf *bt_l_ = bt_first(t); bt_l_ != NULL; bt_l_ = bt_l_->next)   \
+		for (uint32_t bt_i_ = 0; bt_i_ < bt_l_->h.n && ((n) = bt_l_->k[bt_i_], 1); bt_i_++)
 
 static uint32_t hash_rec(uint32_t h, const struct mvcc_key *n, const struct mvcc_rec *r)
 {
@@ -699,7 +1226,7 @@ static uint32_t hash_rec(uint32_t h, const struct mvcc_key *n, const struct mvcc
 	put_rec_fixed(put_u32(buf, n->klen), r);
 	h = mvcc_crc32c(h, buf, sizeof(buf));
 	h = mvcc_crc32c(h, n->key, n->klen);
-	return mvcc_crc32c(h, r->val, r->vlen);
+	return mvcc_crc32c(h, rec_val(r), rec_vlen(r));
 }
 
 int mvcc_hash_kv(struct mvcc *m, int64_t rev, uint32_t *hash, int64_t *compact_rev)
@@ -716,7 +1243,7 @@ int mvcc_hash_kv(struct mvcc *m, int64_t rev, uint32_t *hash, int64_t *compact_r
 		return -KV_EFUTUREREV;
 	if (rev <= 0)
 		rev = m->rev;
-	RB_FOREACH(n, mvcc_tree, &m->tree)
+	BT_FOREACH(n, &m->tree)
 	{
 		long last = node_at(n, rev);
 		for (long i = 0; i <= last; i++) {
@@ -737,7 +1264,7 @@ int mvcc_hash(struct mvcc *m, uint32_t *hash)
 
 	put_u64(put_u64(buf, (uint64_t)m->rev), (uint64_t)m->compact_rev);
 	h = mvcc_crc32c(0, buf, sizeof(buf));
-	RB_FOREACH(n, mvcc_tree, &m->tree)
+	BT_FOREACH(n, &m->tree)
 	{
 		for (uint32_t i = 0; i < n->nrec; i++)
 			h = hash_rec(h, n, node_rec(n, i));
@@ -764,11 +1291,11 @@ int mvcc_encode(const struct mvcc *m, uint8_t **data, size_t *len)
 
 	*data = NULL;
 	*len = 0;
-	RB_FOREACH(n, mvcc_tree, &((struct mvcc *)m)->tree)
+	BT_FOREACH(n, &m->tree)
 	{
 		size += SNAP_KEY_FIXED + n->klen;
 		for (uint32_t i = 0; i < n->nrec; i++)
-			size += SNAP_REC_FIXED + node_rec(n, i)->vlen;
+			size += SNAP_REC_FIXED + rec_vlen(node_rec(n, i));
 	}
 	buf = malloc(size);
 	if (buf == NULL)
@@ -778,7 +1305,7 @@ int mvcc_encode(const struct mvcc *m, uint8_t **data, size_t *len)
 	p = put_u64(p, (uint64_t)m->rev);
 	p = put_u64(p, (uint64_t)m->compact_rev);
 	p = put_u64(p, m->nkeys);
-	RB_FOREACH(n, mvcc_tree, &((struct mvcc *)m)->tree)
+	BT_FOREACH(n, &m->tree)
 	{
 		p = put_u32(p, n->klen);
 		memcpy(p, n->key, n->klen);
@@ -786,8 +1313,8 @@ int mvcc_encode(const struct mvcc *m, uint8_t **data, size_t *len)
 		for (uint32_t i = 0; i < n->nrec; i++) {
 			const struct mvcc_rec *r = node_rec(n, i);
 			p = put_rec_fixed(p, r);
-			memcpy(p, r->val, r->vlen);
-			p += r->vlen;
+			memcpy(p, rec_val(r), rec_vlen(r));
+			p += rec_vlen(r);
 		}
 	}
 	p = put_u32(p, mvcc_crc32c(0, buf, (size_t)(p - buf)));
@@ -807,10 +1334,10 @@ static bool cur_need(const struct cursor *c, size_t n)
 
 /* Checks one record against the previous one of the same key (NULL for the
  * first): the history must be one that mvcc itself could have produced. */
-static bool rec_valid(const struct mvcc_rec *r, const struct mvcc_rec *prev, int64_t rev,
+static bool rec_valid(const struct rec_fields *r, const struct rec_fields *prev, int64_t rev,
 		      int64_t compact_rev)
 {
-	if (r->mod < 1 || r->mod > rev || r->sub > INT32_MAX)
+	if (r->mod < 1 || r->mod > rev || r->sub > INT32_MAX || r->vlen > MVCC_VALUE_MAX)
 		return false;
 	if (r->version == 0) {
 		if (r->create != 0 || r->lease != 0 || r->vlen != 0)
@@ -834,11 +1361,35 @@ static bool rec_valid(const struct mvcc_rec *r, const struct mvcc_rec *prev, int
 	return r->create == prev->create && r->version == prev->version + 1;
 }
 
-static int decode_key(struct mvcc *m, struct cursor *c, struct mvcc_key **last)
+/* One record at c (its bounds checked). */
+static bool decode_rec(struct cursor *c, struct rec_fields *f)
 {
+	if (!cur_need(c, SNAP_REC_FIXED))
+		return false;
+	f->mod = (int64_t)get_u64(c->p);
+	f->sub = get_u32(c->p + 8);
+	f->create = (int64_t)get_u64(c->p + 12);
+	f->version = (int64_t)get_u64(c->p + 20);
+	f->lease = (int64_t)get_u64(c->p + 28);
+	f->vlen = get_u32(c->p + 36);
+	c->p += SNAP_REC_FIXED;
+	if (!cur_need(c, f->vlen))
+		return false;
+	f->val = c->p;
+	c->p += f->vlen;
+	return true;
+}
+
+/* One key: its records are all checked first, then the node is made with
+ * the latest one inline (the one a compaction keeps longest). */
+static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_key *last,
+		      struct mvcc_key **out)
+{
+	struct rec_fields f, prev;
+	struct cursor recs;
 	uint32_t klen, nrec;
+	const uint8_t *key;
 	struct mvcc_key *n;
-	struct mvcc_rec *prev = NULL;
 
 	if (!cur_need(c, 4))
 		return -KV_ECORRUPT;
@@ -846,58 +1397,54 @@ static int decode_key(struct mvcc *m, struct cursor *c, struct mvcc_key **last)
 	c->p += 4;
 	if (klen == 0 || !cur_need(c, (size_t)klen + 4))
 		return -KV_ECORRUPT;
-	if (*last != NULL && key_cmp((*last)->key, (*last)->klen, c->p, klen) >= 0)
+	key = c->p;
+	if (last != NULL && key_cmp(last->key, last->klen, key, klen) >= 0)
 		return -KV_ECORRUPT;
 	nrec = get_u32(c->p + klen);
 	if (nrec == 0 || nrec > (size_t)(c->end - c->p - klen - 4) / SNAP_REC_FIXED)
 		return -KV_ECORRUPT;
-	n = malloc(sizeof(*n) + klen);
+	c->p += klen + 4;
+	recs = *c;
+	for (uint32_t i = 0; i < nrec; i++) {
+		if (!decode_rec(c, &f) || !rec_valid(&f, i ? &prev : NULL, m->rev, m->compact_rev))
+			return -KV_ECORRUPT;
+		prev = f;
+	}
+	n = node_new(key, klen, &f);
 	if (n == NULL)
 		return -KV_ENOMEM;
-	n->nrec = 0;
-	n->klen = klen;
-	memcpy(n->key, c->p, klen);
-	c->p += klen + 4;
-	/* Linked in first so mvcc_clear frees it on any later error. */
-	RB_INSERT(mvcc_tree, &m->tree, n);
-	m->nkeys++;
-	*last = n;
-	for (uint32_t i = 0; i < nrec; i++) {
-		struct mvcc_rec hdr, *r;
-		if (!cur_need(c, SNAP_REC_FIXED))
-			return -KV_ECORRUPT;
-		hdr.mod = (int64_t)get_u64(c->p);
-		hdr.sub = get_u32(c->p + 8);
-		hdr.create = (int64_t)get_u64(c->p + 12);
-		hdr.version = (int64_t)get_u64(c->p + 20);
-		hdr.lease = (int64_t)get_u64(c->p + 28);
-		hdr.vlen = get_u32(c->p + 36);
-		c->p += SNAP_REC_FIXED;
-		if (!cur_need(c, hdr.vlen) || !rec_valid(&hdr, prev, m->rev, m->compact_rev))
-			return -KV_ECORRUPT;
-		r = malloc(sizeof(*r) + hdr.vlen);
-		if (r == NULL)
-			return -KV_ENOMEM;
-		*r = hdr;
-		memcpy(r->val, c->p, hdr.vlen);
-		c->p += hdr.vlen;
-		if (node_append(n, r) != 0) {
-			free(r);
+	if (nrec > 1) {
+		n->many = malloc((size_t)rec_cap(nrec) * sizeof(*n->many));
+		if (n->many == NULL) {
+			free(n);
 			return -KV_ENOMEM;
 		}
-		m->bytes += rec_bytes(n, r);
-		prev = r;
+		n->nrec = nrec;
+		for (uint32_t i = 0; i + 1 < nrec; i++) {
+			decode_rec(&recs, &f);
+			n->many[i] = rec_new(&f);
+			if (n->many[i] == NULL) {
+				n->nrec = i;
+				node_free(n); /* frees what is listed, and the node */
+				return -KV_ENOMEM;
+			}
+		}
+		n->many[nrec - 1] = node_inline(n);
 	}
-	if (rec_live(prev))
+	for (uint32_t i = 0; i < nrec; i++)
+		m->bytes += rec_bytes(n, node_rec(n, i));
+	if (rec_live(node_last(n)))
 		m->live++;
+	*out = n;
 	return 0;
 }
 
 static int decode_body(struct mvcc *m, const uint8_t *data, size_t len)
 {
+	struct mvcc_key **keys;
 	struct cursor c;
-	struct mvcc_key *last = NULL;
-	uint64_t nkeys;
+	uint64_t nkeys, i;
+	int rv = 0;
 
 	if (len < SNAP_HEADER + 4 || memcmp(data, SNAP_MAGIC, 4) != 0)
 		return -KV_ECORRUPT;
@@ -914,12 +1461,26 @@ static int decode_body(struct mvcc *m, const uint8_t *data, size_t len)
 	c.end = data + len - 4;
 	if (nkeys > (size_t)(c.end - c.p) / (SNAP_KEY_FIXED + 1 + SNAP_REC_FIXED))
 		return -KV_ECORRUPT;
-	for (uint64_t i = 0; i < nkeys; i++) {
-		int rv = decode_key(m, &c, &last);
-		if (rv != 0)
-			return rv;
+	/* Sorted as they come: the index is built in one pass at the end. */
+	keys = malloc((nkeys ? nkeys : 1) * sizeof(*keys));
+	if (keys == NULL)
+		return -KV_ENOMEM;
+	for (i = 0; i < nkeys && rv == 0; i++)
+		rv = decode_key(m, &c, i ? keys[i - 1] : NULL, &keys[i]);
+	if (rv != 0)
+		i--; /* keys[i] was not made */
+	else if (c.p != c.end)
+		rv = -KV_ECORRUPT;
+	if (rv == 0)
+		rv = bt_build(&m->tree, keys, nkeys);
+	if (rv == 0) {
+		m->nkeys = nkeys;
+	} else {
+		while (i-- > 0)
+			node_free(keys[i]);
 	}
-	return c.p == c.end ? 0 : -KV_ECORRUPT;
+	free(keys);
+	return rv;
 }
 
 int mvcc_decode(struct mvcc *into_empty, const uint8_t *data, size_t len)

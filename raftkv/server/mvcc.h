@@ -18,9 +18,12 @@
  *    key, all but the latest revision <= C (and that one too when it is a
  *    tombstone).  The compact revision starts at -1 (never compacted).
  *
- * Memory: one malloc per key (tree node with the key bytes inline) and one
- * per revision (header with the value bytes inline); a key with a single
- * revision needs no extra array.
+ * Memory: one malloc per key, holding the key bytes and one revision (the
+ * key's first; after a compaction, its latest) with its value inline, and
+ * one per further revision; a key with one revision needs nothing else.
+ * Fields that take their usual value (create = mod, version 1, lease 0) are
+ * not stored.  The keys are indexed by a B+tree of pointers (~10 bytes a
+ * key).
  *
  * Error returns: 0 or a negative KV_E* code (lib/err.h).  -KV_ENOMEM from a
  * write inside a transaction leaves that transaction partly applied: the
@@ -91,8 +94,12 @@ uint64_t mvcc_live_keys(const struct mvcc *m);
 void mvcc_txn_begin(struct mvcc *m);
 int64_t mvcc_txn_end(struct mvcc *m);
 
+/* Longest value a record holds (256 MiB - 1: its length shares a word with
+ * flags).  etcd's requests are 1.5 MiB by default and it warns above 10. */
+#define MVCC_VALUE_MAX ((1u << 28) - 1)
+
 /* Puts key=value with the lease (0 = none).  Returns 0 or -KV_ENOMEM /
- * -KV_EINVAL (empty key or a key or value over 4 GiB). */
+ * -KV_EINVAL (empty key, a key over 4 GiB or a value over MVCC_VALUE_MAX). */
 int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len, const uint8_t *value,
 	     size_t value_len, int64_t lease);
 
@@ -111,7 +118,8 @@ int mvcc_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len, const 
  * must not be written while an iterator is in use. */
 struct mvcc_iter {
 	const struct mvcc *m;
-	struct mvcc_key *node;
+	void *leaf;     /* the next key: index leaf and position in it */
+	uint32_t pos;
 	const uint8_t *end;
 	size_t end_len;
 	bool single;    /* one key only */

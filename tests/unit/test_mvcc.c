@@ -646,6 +646,225 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* --- a random model ------------------------------------------------------
+ * Every revision of every key kept in a plain list: reads at any revision
+ * at or after the compact revision must agree with it, through puts,
+ * deletes, multi-key transactions, compactions (which rebuild nodes and the
+ * index) and snapshot round trips (whose nodes hold their latest revision
+ * inline), over enough keys for a B+tree of several levels. */
+
+struct mrec {
+	int64_t mod, create, ver, lease;
+	bool tomb;
+	uint8_t val[40];
+	size_t vlen;
+};
+
+struct mkey {
+	uint8_t k[6];
+	size_t klen;
+	struct mrec *h;
+	size_t n, cap;
+};
+
+#define MKEYS (4 + 16 + 64 + 256 + 1024 + 4096)
+
+static struct mkey mkeys[MKEYS];
+
+static int mkey_cmp(const void *a, const void *b)
+{
+	const struct mkey *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->k, y->k, n);
+	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+/* Every string of 1 to 6 letters of "abcd", sorted. */
+static void mkeys_init(void)
+{
+	size_t n = 0;
+	for (size_t len = 1; len <= 6; len++) {
+		size_t count = (size_t)1 << (2 * len);
+		for (size_t v = 0; v < count; v++) {
+			struct mkey *k = &mkeys[n++];
+			memset(k, 0, sizeof(*k));
+			k->klen = len;
+			for (size_t i = 0; i < len; i++)
+				k->k[i] = (uint8_t)('a' + ((v >> (2 * (len - 1 - i))) & 3));
+		}
+	}
+	assert_int_equal(n, MKEYS);
+	qsort(mkeys, MKEYS, sizeof(mkeys[0]), mkey_cmp);
+}
+
+static const struct mrec *mkey_at(const struct mkey *k, int64_t rev)
+{
+	const struct mrec *r = NULL;
+	for (size_t i = 0; i < k->n && k->h[i].mod <= rev; i++)
+		r = &k->h[i];
+	return r && !r->tomb ? r : NULL;
+}
+
+static void mkey_add(struct mkey *k, const struct mrec *r)
+{
+	if (k->n == k->cap) {
+		k->cap = k->cap ? 2 * k->cap : 4;
+		k->h = realloc(k->h, k->cap * sizeof(*k->h));
+		assert_non_null(k->h);
+	}
+	k->h[k->n++] = *r;
+}
+
+static void model_put(struct mvcc *m, struct mkey *k, int64_t rev)
+{
+	const struct mrec *prev = mkey_at(k, rev - 1);
+	struct mrec r;
+	memset(&r, 0, sizeof(r));
+	r.mod = rev;
+	r.vlen = (size_t)(rand() % 41);
+	for (size_t i = 0; i < r.vlen; i++)
+		r.val[i] = (uint8_t)rand();
+	r.lease = rand() % 4 ? 0 : 1 + rand() % 1000000000;
+	r.create = prev ? prev->create : rev;
+	r.ver = prev ? prev->ver + 1 : 1;
+	/* a big version or lease must round-trip as well */
+	assert_int_equal(mvcc_put(m, k->k, k->klen, r.val, r.vlen, r.lease), 0);
+	mkey_add(k, &r);
+}
+
+/* Deletes keys [i, j) of mkeys; true if any existed. */
+static bool model_del(struct mvcc *m, size_t i, size_t j, int64_t rev)
+{
+	int64_t n = 0, want = 0;
+	const struct mkey *a = &mkeys[i];
+	for (size_t x = i; x < j; x++) {
+		if (mkey_at(&mkeys[x], rev - 1)) {
+			struct mrec r = {.mod = rev, .tomb = true};
+			mkey_add(&mkeys[x], &r);
+			want++;
+		}
+	}
+	if (j == i + 1) {
+		assert_int_equal(mvcc_delete_range(m, a->k, a->klen, NULL, 0, &n), 0);
+	} else if (j == MKEYS) {
+		assert_int_equal(mvcc_delete_range(m, a->k, a->klen, (const uint8_t *)"", 1, &n), 0);
+	} else {
+		assert_int_equal(mvcc_delete_range(m, a->k, a->klen, mkeys[j].k, mkeys[j].klen, &n), 0);
+	}
+	assert_int_equal(n, want);
+	return want > 0;
+}
+
+/* A range scan of m at rev against the model: keys [i, j). */
+static void model_check(struct mvcc *m, int64_t rev, size_t i, size_t j)
+{
+	struct mvcc_iter it;
+	struct mvcc_kv kv;
+	const uint8_t *end = j < MKEYS ? mkeys[j].k : (const uint8_t *)"";
+	size_t elen = j < MKEYS ? mkeys[j].klen : 1;
+	assert_int_equal(mvcc_iter_init(&it, m, mkeys[i].k, mkeys[i].klen, end, elen, rev), 0);
+	for (size_t x = i; x < j; x++) {
+		const struct mrec *r = mkey_at(&mkeys[x], rev);
+		if (r == NULL)
+			continue;
+		assert_true(mvcc_iter_next(&it, &kv));
+		assert_int_equal(kv.key_len, mkeys[x].klen);
+		assert_memory_equal(kv.key, mkeys[x].k, kv.key_len);
+		assert_int_equal(kv.mod_rev, r->mod);
+		assert_int_equal(kv.create_rev, r->create);
+		assert_int_equal(kv.version, r->ver);
+		assert_int_equal(kv.lease, r->lease);
+		assert_int_equal(kv.value_len, r->vlen);
+		if (r->vlen)
+			assert_memory_equal(kv.value, r->val, r->vlen);
+	}
+	assert_false(mvcc_iter_next(&it, &kv));
+}
+
+static void test_random_model(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	int64_t rev = 1, compacted = -1;
+	size_t checks = 0, rebuilt = 0;
+	(void)state;
+
+	srand(7);
+	mkeys_init();
+	for (int op = 0; op < 60000; op++) {
+		int kind = rand() % 100;
+		if (kind < 60) {
+			model_put(m, &mkeys[(size_t)rand() % MKEYS], ++rev);
+		} else if (kind < 75) {
+			size_t i = (size_t)rand() % MKEYS, j = i + 1;
+			if (rand() % 3 == 0)
+				j = i + 1 + (size_t)rand() % 64;
+			if (j > MKEYS)
+				j = MKEYS;
+			if (model_del(m, i, j, rev + 1))
+				rev++;
+		} else if (kind < 85) {
+			/* a transaction over distinct keys: one revision */
+			size_t base = (size_t)rand() % (MKEYS - 40);
+			bool changed = false;
+			mvcc_txn_begin(m);
+			for (size_t x = base; x < base + 40; x += 1 + (size_t)rand() % 8) {
+				if (rand() % 4) {
+					model_put(m, &mkeys[x], rev + 1);
+					changed = true;
+				} else {
+					changed |= model_del(m, x, x + 1, rev + 1);
+				}
+			}
+			assert_int_equal(mvcc_txn_end(m), rev + changed);
+			rev += changed;
+		} else if (kind < 86 && rev > compacted + 1) {
+			int64_t c = compacted + 1 + rand() % (rev - compacted);
+			assert_int_equal(mvcc_compact(m, c), 0);
+			compacted = c;
+		} else if (kind < 87) {
+			/* swap in the store's own snapshot image */
+			struct mvcc *d = mvcc_new();
+			uint8_t *a, *b;
+			size_t alen, blen;
+			uint32_t ha, hb;
+			assert_int_equal(mvcc_encode(m, &a, &alen), 0);
+			assert_int_equal(mvcc_decode(d, a, alen), 0);
+			assert_int_equal(mvcc_encode(d, &b, &blen), 0);
+			assert_int_equal(alen, blen);
+			assert_memory_equal(a, b, alen);
+			assert_int_equal(mvcc_hash(m, &ha), 0);
+			assert_int_equal(mvcc_hash(d, &hb), 0);
+			assert_int_equal(ha, hb);
+			assert_int_equal(mvcc_bytes(m), mvcc_bytes(d));
+			assert_int_equal(mvcc_live_keys(m), mvcc_live_keys(d));
+			free(a);
+			free(b);
+			mvcc_free(m);
+			m = d;
+			rebuilt++;
+		}
+		assert_int_equal(mvcc_rev(m), rev);
+		if (op % 500 == 0) {
+			int64_t at = rev - rand() % (rev - (compacted > 0 ? compacted : 1) + 1);
+			size_t i = (size_t)rand() % MKEYS;
+			model_check(m, rev, 0, MKEYS);
+			model_check(m, at, 0, MKEYS);
+			model_check(m, at, i, i + 1);
+			model_check(m, at, i, i + (size_t)rand() % (MKEYS - i) + 1);
+			checks += 4;
+		}
+	}
+	model_check(m, rev, 0, MKEYS);
+	print_message("random model: rev %lld, compacted at %lld, %zu checks, %zu snapshot swaps, "
+		      "%llu live keys\n",
+		      (long long)rev, (long long)compacted, checks, rebuilt,
+		      (unsigned long long)mvcc_live_keys(m));
+	assert_true(rebuilt > 100);
+	for (size_t i = 0; i < MKEYS; i++)
+		free(mkeys[i].h);
+	mvcc_free(m);
+}
+
 /* 100,000 keys × 256 B: put, range with limit, encode, decode, compact. */
 static void test_scale(void **state)
 {
@@ -709,6 +928,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_truncated),
 		cmocka_unit_test(test_snapshot_mutations),
 		cmocka_unit_test(test_snapshot_garbage),
+		cmocka_unit_test(test_random_model),
 		cmocka_unit_test(test_scale),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
