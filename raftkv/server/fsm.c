@@ -560,7 +560,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	struct mvcc *fresh, *old;
 	struct alarm_table alarms;
 	struct members members;
-	uint64_t raw_len, body_len, store_len, lease_len, alarm_len = 0, t0 = fsm_now_us(ctx);
+	uint64_t raw_len, body_len, store_len, lease_len, alarm_len = 0, t0 = fsm_now_us(ctx), t1, t2;
 	uint64_t members_len = 0, leader = 0, index = 0;
 	uint32_t format;
 	uint8_t *img;
@@ -585,6 +585,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		goto corrupt;
 	}
 	img = fsm_decompress(p + FSM_SNAP_HEADER, buf->len - FSM_SNAP_HEADER, raw_len, &why);
+	t1 = fsm_now_us(ctx);
 	if (!img)
 		goto corrupt;
 	fresh = mvcc_new();
@@ -660,6 +661,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		store_len = body_len - 8 - lease_len;
 	}
 	rv = mvcc_decode(fresh, img, store_len);
+	t2 = fsm_now_us(ctx);
 	if (rv == 0 && *ctx->leases) {
 		/* Keys are reattached from the fresh store; on failure the
 		 * table is left as it was. */
@@ -708,10 +710,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	else
 		LOGI("restored the store from a raft snapshot at start-up: revision %" PRId64
 		     ", %" PRIu64 " keys, %" PRIu64 " leases, %zu alarms, %zu bytes (%" PRIu64
-		     " uncompressed) in %.1f ms",
+		     " uncompressed) in %.1f ms (lz4 %.1f, store %.1f)",
 		     mvcc_rev(fresh), mvcc_live_keys(fresh),
 		     *ctx->leases ? lease_table_count(*ctx->leases) : 0, ctx->alarms->n, buf->len,
-		     raw_len, (double)(fsm_now_us(ctx) - t0) / 1e3);
+		     raw_len, (double)(fsm_now_us(ctx) - t0) / 1e3, (double)(t1 - t0) / 1e3,
+		     (double)(t2 - t1) / 1e3);
 	/* Success only: libraft then expects us to own and free the data. */
 	raft_free(buf->base);
 	buf->base = NULL;

@@ -92,9 +92,9 @@
 #define NODE_TRAILING_BYTES (8ull << 20)
 #define NODE_TRAILING_MIN 64u
 /* A member alone in its configuration has no follower to catch up: it
- * keeps a token window (a member added later gets a snapshot anyway).  At
- * least 1: libraft's uv backend reads trailing 0 as an install. */
-#define NODE_TRAILING_SOLO_BYTES (256ull << 10)
+ * keeps one entry (a member added later gets a snapshot anyway; trailing 0
+ * would be read as an install by libraft's uv backend). */
+#define NODE_TRAILING_SOLO 1u
 
 #define NODE_ADDR_MAX 300
 #define NODE_DRAIN_POLL_MS 5
@@ -108,6 +108,14 @@
  * campaigns (normally 1 to 2): any other member campaigns first. */
 #define NODE_NO_CAMPAIGN_FACTOR 10
 #define NODE_DISK_RETRY_MS 250
+
+/* The snapshots of a clean shutdown (NODE_SNAPSHOTTING). */
+enum node_close_snap {
+	NODE_CLOSE_SNAP_TAKE,    /* of what was applied since the last one */
+	NODE_CLOSE_SNAP_BARRIER, /* an entry in a fresh segment */
+	NODE_CLOSE_SNAP_FINAL,   /* at that entry, once it is committed */
+	NODE_CLOSE_SNAP_DONE,
+};
 
 enum node_close_step {
 	NODE_RUNNING = 0,
@@ -192,7 +200,7 @@ struct node_impl {
 	uint64_t snapshots;   /* images taken or restored so far */
 	uint64_t trimmed;     /* value of snapshots at the last malloc_trim */
 	uint64_t close_snapshot_deadline;
-	bool close_snapshot;  /* shutting down asked for one */
+	int close_phase;      /* enum node_close_snap */
 
 	struct node_guard guard; /* InstallSnapshot vs our own snapshot */
 	bool guard_inited;
@@ -1163,19 +1171,24 @@ static unsigned node_snapshot_threshold(const struct config *cfg)
 	return c > UINT32_MAX ? UINT32_MAX : (unsigned)c;
 }
 
+static bool node_solo(const struct node *n)
+{
+	return n->raft.configuration.n <= 1;
+}
+
 /* NODE_TRAILING_BYTES worth of entries of the average size lately
- * (NODE_TRAILING_SOLO_BYTES when no other member is configured). */
+ * (NODE_TRAILING_SOLO when no other member is configured). */
 static void node_set_trailing(struct node *n, struct node_impl *im)
 {
 	uint64_t avg = im->log_entries ? im->log_bytes / im->log_entries : 0;
-	bool solo = n->raft.configuration.n <= 1;
-	uint64_t bytes = solo ? NODE_TRAILING_SOLO_BYTES : NODE_TRAILING_BYTES;
-	uint64_t t = avg ? bytes / avg : NODE_SNAPSHOT_TRAILING;
+	uint64_t t = avg ? NODE_TRAILING_BYTES / avg : NODE_SNAPSHOT_TRAILING;
 
 	if (t > NODE_SNAPSHOT_TRAILING)
 		t = NODE_SNAPSHOT_TRAILING;
-	if (t < (solo ? 1 : NODE_TRAILING_MIN))
-		t = solo ? 1 : NODE_TRAILING_MIN;
+	if (t < NODE_TRAILING_MIN)
+		t = NODE_TRAILING_MIN;
+	if (node_solo(n))
+		t = NODE_TRAILING_SOLO;
 	/* libraft reads it when a snapshot completes: keep it current, but
 	 * only a real change is worth a call. */
 	if (t != im->trailing) {
@@ -1213,15 +1226,16 @@ static void node_snap_barrier_done(struct raft_barrier *req, int status)
 	node_impl(n)->snap_barrier_busy = false;
 }
 
-/* Asks libraft for a snapshot now: the threshold it checks after each
- * apply goes to 1, and a leader appends a barrier so that something is
- * applied (a follower waits for its leader's next entry).  false when
- * nothing can come of it. */
-static bool node_snapshot_now(struct node *n, const char *why)
+/* Asks libraft for a snapshot now.  It compares the entries committed
+ * since its last snapshot with the threshold at every step (every tick,
+ * every completed write), and takes one at the commit index: with the
+ * threshold at 1 that is on the next step, provided something was committed
+ * since.  false when nothing can come of it. */
+static bool node_snapshot_now(struct node *n, const char *why, bool force)
 {
 	struct node_impl *im = node_impl(n);
 
-	if (im->log_entries == 0 || node_storage_error(n))
+	if ((im->log_entries == 0 && !force) || node_storage_error(n))
 		return false;
 	if (!im->snapshot_soon) {
 		raft_set_snapshot_threshold(&n->raft, 1);
@@ -1229,10 +1243,7 @@ static bool node_snapshot_now(struct node *n, const char *why)
 		LOGD("raft: %s with %" PRIu64 " KiB of log since the last snapshot: taking one", why,
 		     im->log_bytes >> 10);
 	}
-	if (raft_state(&n->raft) != RAFT_LEADER)
-		return false;
-	im->snap_barrier.data = n;
-	return raft_barrier(&n->raft, &im->snap_barrier, node_snap_barrier_done) == 0;
+	return true;
 }
 
 /* After a burst of writes: see NODE_IDLE_MS.  Also hands the memory that
@@ -1247,9 +1258,9 @@ static void node_idle_check(struct node *n, uint64_t now)
 		malloc_trim(0);
 	}
 	if (im->step != NODE_RUNNING || im->snapshot_soon || im->log_bytes < NODE_IDLE_LOG_BYTES ||
-	    now - im->applied_at < NODE_IDLE_MS || im->snap_barrier_busy)
+	    now - im->applied_at < NODE_IDLE_MS)
 		return;
-	im->snap_barrier_busy = node_snapshot_now(n, "idle");
+	node_snapshot_now(n, "idle", false);
 }
 
 void node_note_snapshot(struct node *n, size_t image_bytes)
@@ -1764,25 +1775,56 @@ static void node_close_step(struct node *n)
 	}
 	if (im->step == NODE_SNAPSHOTTING) {
 		uint64_t now = uv_now(n->srv->loop);
+		bool busy;
 		if (im->close_snapshot_deadline == 0) {
-			/* A leader with log since its last snapshot takes one, so
-			 * that a restart replays nothing. */
+			/* A member alone (a cluster's leader hands over instead)
+			 * leaves its data dir so that a restart loads and replays
+			 * next to nothing.  libraft keeps the log segment that
+			 * holds the entry at a snapshot's index (the trailing
+			 * window is one entry), and writing a snapshot closes the
+			 * segment in use.  So: a snapshot of what was applied
+			 * since the last one, if anything; then a barrier, which
+			 * lands in a fresh segment, and a snapshot at it: every
+			 * older segment goes. */
 			im->close_snapshot_deadline = now + NODE_CLOSE_SNAPSHOT_MS;
-			im->close_snapshot = false;
-			if (!im->snap_barrier_busy && !im->guard.taking &&
-			    im->log_bytes >= NODE_IDLE_LOG_BYTES / 16)
-				im->close_snapshot = im->snap_barrier_busy =
-					node_snapshot_now(n, "shutting down");
+			im->close_phase = NODE_CLOSE_SNAP_DONE;
+			if (node_solo(n) && raft_state(&n->raft) == RAFT_LEADER && !node_storage_error(n)) {
+				im->close_phase = im->log_entries > 0 ? NODE_CLOSE_SNAP_TAKE
+								      : NODE_CLOSE_SNAP_BARRIER;
+				raft_set_snapshot_trailing(&n->raft, NODE_TRAILING_SOLO);
+				im->trailing = NODE_TRAILING_SOLO;
+			}
 		}
-		/* Done once it is taken (snapshot_soon back off) and written
-		 * (a take already under way is waited for too). */
-		if (((im->close_snapshot && (im->snapshot_soon || im->snap_barrier_busy)) ||
-		     im->guard.taking) &&
-		    now < im->close_snapshot_deadline) {
+		/* A take is done once it was made (snapshot_soon back off) and
+		 * written; one already under way is waited for too. */
+		busy = im->guard.taking || im->snapshot_soon || im->snap_barrier_busy;
+		if (!busy && now < im->close_snapshot_deadline) {
+			switch (im->close_phase) {
+			case NODE_CLOSE_SNAP_TAKE:
+				node_snapshot_now(n, "shutting down", false);
+				im->close_phase = NODE_CLOSE_SNAP_BARRIER;
+				busy = true;
+				break;
+			case NODE_CLOSE_SNAP_BARRIER:
+				im->snap_barrier.data = n;
+				busy = im->snap_barrier_busy =
+					raft_barrier(&n->raft, &im->snap_barrier, node_snap_barrier_done) == 0;
+				im->close_phase = busy ? NODE_CLOSE_SNAP_FINAL : NODE_CLOSE_SNAP_DONE;
+				break;
+			case NODE_CLOSE_SNAP_FINAL:
+				/* The barrier is committed: the next step takes one at it. */
+				busy = node_snapshot_now(n, "shutting down", true);
+				im->close_phase = NODE_CLOSE_SNAP_DONE;
+				break;
+			default:
+				break;
+			}
+		}
+		if (busy && now < im->close_snapshot_deadline) {
 			uv_timer_start(&im->close_timer, node_close_timer_cb, NODE_DRAIN_POLL_MS, 0);
 			return;
 		}
-		if ((im->close_snapshot && im->snapshot_soon) || im->guard.taking)
+		if (busy)
 			LOGW("raft: closing before the last snapshot was written");
 		im->step = NODE_TRANSFERRING;
 	}
