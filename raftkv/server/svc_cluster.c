@@ -329,6 +329,31 @@ static uint64_t svc_cluster_health_since(const struct server *s)
 	return now > SVC_CLUSTER_HEALTH_INTERVAL_MS ? now - SVC_CLUSTER_HEALTH_INTERVAL_MS : 0;
 }
 
+/* Member ids come from the peer URLs and the token, so a member removed
+ * and added again at the same URLs gets its old id.  Until the removal has
+ * left the raft configuration, the leader still tracks that id's old
+ * progress: re-added then, a member with a wiped log was stranded for good
+ * (libraft ignores rejections below the match index it remembers).  So the
+ * add waits for the removal to finish: "unhealthy cluster", which clients
+ * retry. */
+static int svc_cluster_may_reuse_id(struct server *s, char **urls, size_t n)
+{
+	const struct raft_configuration *conf = node_configuration(&s->node);
+	uint64_t id = members_id(urls, n, s->members.token ? s->members.token : "");
+	unsigned i;
+
+	if (!conf || members_find(&s->members, id))
+		return 0;
+	for (i = 0; i < conf->n; i++)
+		if (conf->servers[i].id == id) {
+			LOGW("cluster: refusing to add member %016" PRIx64 " again before its removal "
+			     "has left the raft configuration",
+			     id);
+			return -KV_EUNHEALTHY;
+		}
+	return 0;
+}
+
 static int svc_cluster_may_add(struct server *s, bool learner)
 {
 	if (!s->cfg->strict_reconfig_check)
@@ -384,6 +409,8 @@ void svc_cluster_member_add(struct rpc_call *call, const uint8_t *msg, size_t le
 			rv = -KV_EPEERURLEXIST;
 	if (rv == 0 && req->islearner && members_learners(&s->members) >= 1)
 		rv = -KV_ETOOMANYLEARNERS;
+	if (rv == 0)
+		rv = svc_cluster_may_reuse_id(s, req->peerurls, req->n_peerurls);
 	arena_close(&a);
 	if (rv)
 		rpc_call_finish(call, rv);
