@@ -71,6 +71,8 @@
  * the leader's publish, ours) that slow ticks would each delay. */
 #define SVC_CLUSTER_TICK_MS 100
 #define SVC_CLUSTER_TICK_FAST_MS 10
+/* How long our own removal must stand before this member shuts down. */
+#define SVC_CLUSTER_REMOVED_GRACE_MS 3000
 /* After a failed raft change, wait this long before the next. */
 #define SVC_CLUSTER_BACKOFF_MS 1000
 /* A follower asks the leader to publish it, then looks at its table again
@@ -101,6 +103,7 @@ struct svc_cluster {
 	uint64_t next_publish;
 	uint64_t next_warn;
 	bool leaving;          /* shutting down because we were removed */
+	uint64_t removed_since; /* loop time our removal was first seen, or 0 */
 
 	/* A member about to leave raft is given the chance to apply its own
 	 * removal first (so that it stops, as etcd's does): once it is out
@@ -920,9 +923,19 @@ static void svc_cluster_observe(struct svc_cluster *c)
 		}
 	}
 	/* etcd stops a member once it applied its own removal; a leader first
-	 * takes itself out of raft (reconcile), which makes it step down. */
-	if (t->self_removed && !c->leaving && !node_is_leader(&s->node) &&
-	    node_applied_index(&s->node) >= node_commit_index(&s->node)) {
+	 * takes itself out of raft (reconcile), which makes it step down.
+	 * Our ids come from the peer URLs, so a member removed and added back
+	 * at the same URLs replays the removal of its former self on its way
+	 * to the re-add: the removal must hold for a while (the re-add, when
+	 * there is one, follows in the log we are catching up on). */
+	if (!t->self_removed || c->leaving || node_is_leader(&s->node) ||
+	    node_applied_index(&s->node) < node_commit_index(&s->node)) {
+		c->removed_since = 0;
+		return;
+	}
+	if (!c->removed_since)
+		c->removed_since = uv_now(s->loop);
+	if (uv_now(s->loop) - c->removed_since >= SVC_CLUSTER_REMOVED_GRACE_MS) {
 		c->leaving = true;
 		LOGW("the member has been permanently removed from the cluster; shutting down");
 		kill(getpid(), SIGTERM);
