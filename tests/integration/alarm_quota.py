@@ -18,7 +18,7 @@ alarm also travels through a raft snapshot):
   * after deleting, compacting (and defrag) and `alarm disarm` (which prints
     the disarmed alarm) the member is healthy and takes writes again.
 Disk full (raftkv only, and only where a tmpfs can be mounted, i.e. as
-root): a member whose data dir sits on a 24 MiB tmpfs that is then filled
+root): a member whose data dir sits on a 64 MiB tmpfs that is then filled
 answers writes with ResourceExhausted "etcdserver: mvcc: database space
 exceeded" at once (no hang), reports /health false (503, with a "reason"
 that says the disk is full) and, being the only member, still serves
@@ -175,7 +175,7 @@ def disk_full(t):
         return
     mnt = os.path.join(t.tmp, "small-disk")
     os.mkdir(mnt)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt],
                        capture_output=True, text=True)
     if r.returncode != 0:
         log("disk full: skipped (cannot mount a tmpfs: %s)" % r.stderr.strip())
