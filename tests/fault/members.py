@@ -19,14 +19,16 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from cluster import ServerLog  # noqa: E402  (log_text, log_tail, sanitizer_report)
 
 FAKETIME_LIBS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
                  "/usr/lib/faketime/libfaketimeMT.so.1")
 CLIENT_PORT = 2379
 PEER_PORT = 2380
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                   "runtime error:", "UndefinedBehaviorSanitizer")
 
 
 def faketime_lib():
@@ -42,7 +44,9 @@ def clean_env():
             and not k.startswith("FAKETIME") and k != "LD_PRELOAD"}
 
 
-class Member:
+class Member(ServerLog):
+    LOG_TAIL_LINES = 30
+
     def __init__(self, cl, i):
         self.cl = cl
         self.i = i
@@ -242,24 +246,6 @@ class Member:
             f.write("%+d\n" % seconds)
         os.rename(tmp, self.clock_file)
 
-    # ---- logs
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n=30):
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-    def sanitizer_report(self):
-        text = self.log_text()
-        for mark in SANITIZER_MARKS:
-            k = text.find(mark)
-            if k >= 0:
-                return text[max(0, k - 200):k + 3000]
-        return None
 
 
 class Cluster:

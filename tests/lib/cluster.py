@@ -129,7 +129,31 @@ def py_client(port, timeout=10):
                         grpc_options=[("grpc.use_local_subchannel_pool", 1)])
 
 
-class Member:
+class ServerLog:
+    """What a server process wrote to self.log_path: shared by these tests'
+    members and the fault driver's (tests/fault/members.py)."""
+    LOG_TAIL_LINES = 40
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, n=None):
+        return "\n".join(self.log_text().splitlines()[-(n or self.LOG_TAIL_LINES):])
+
+    def sanitizer_report(self):
+        text = self.log_text()
+        for mark in SANITIZER_MARKS:
+            i = text.find(mark)
+            if i >= 0:
+                return text[max(0, i - 200):i + 3000]
+        return None
+
+
+class Member(ServerLog):
     def __init__(self, cl, index, name, client_port, peer_port, data_dir):
         self.cl = cl
         self.index = index
@@ -234,23 +258,6 @@ class Member:
         self.cl.t.closers.append(c.close)
         return c
 
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n=40):
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-    def sanitizer_report(self):
-        text = self.log_text()
-        for mark in SANITIZER_MARKS:
-            i = text.find(mark)
-            if i >= 0:
-                return text[max(0, i - 200):i + 3000]
-        return None
 
 
 class Cluster:
