@@ -32,6 +32,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cluster  # noqa: E402
 from cluster import check, eq, log, wait_until  # noqa: E402
+from cluster import leader_of, wait_leader  # noqa: E402
 
 SNAPSHOT_COUNT = 200
 LEADER_KILLS = 3
@@ -39,40 +40,6 @@ FOLLOWER_KEYS = 1200
 # Generous bound on the unavailability after a leader kill (1 s election
 # timeout by default); the measured values are logged.
 MAX_FAILOVER_S = 10.0
-
-
-def status_of(m):
-    """(member id, leader id, raft index) as m reports them, or None."""
-    r = m.ctl("endpoint", "status", "-w", "json", check_rc=False, timeout=10)
-    if r.returncode != 0:
-        return None
-    try:
-        st = json.loads(r.stdout)[0]["Status"]
-    except (ValueError, IndexError, KeyError):
-        return None
-    return st["header"]["member_id"], st.get("leader", 0), st.get("raftIndex", 0)
-
-
-def leader_of(members):
-    """The running member that says it leads, or None."""
-    for m in members:
-        if not m.running():
-            continue
-        s = status_of(m)
-        if s and s[1] and s[0] == s[1]:
-            return m
-    return None
-
-
-def wait_leader(members, timeout=30):
-    return wait_until(lambda: leader_of(members), timeout, "a leader among %s"
-                      % [m.name for m in members], interval=0.1)
-
-
-def member_id(m):
-    s = status_of(m)
-    check(s is not None, "endpoint status of %s" % m.name)
-    return s[0]
 
 
 def serializable_keys(m, prefix):
@@ -297,20 +264,8 @@ def move_leader(t, c):
     w = Writer("ml/", members, pause=0.01).start()
     wait_until(lambda: w.count() >= 20, 20, "writes before move-leader")
     target = [m for m in members if m is not ldr][0]
-    tid = member_id(target)
-
-    def moved():
-        r = ldr.ctl("move-leader", "%x" % tid, check_rc=False)
-        if r.returncode == 0:
-            return r
-        log("move-leader: %s" % r.stderr.strip()[-200:])
-        return None
-    r = wait_until(moved, 30, "move-leader to %s" % target.name, 0.5)
+    r = cluster.move_leader(members, ldr, target)
     check("Leadership transferred" in r.stdout, "move-leader output: %r" % r.stdout)
-    wait_until(lambda: leader_of(members) is target, 10, "%s to lead" % target.name, 0.1)
-    for m in members:
-        wait_until(lambda: (status_of(m) or (0, 0))[1] == tid, 10,
-                   "%s to see %s as leader" % (m.name, target.name), 0.1)
     n = w.count()
     wait_until(lambda: w.count() >= n + 20, 20, "writes after move-leader")
     w.join()

@@ -41,6 +41,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cluster  # noqa: E402
 from cluster import Failure, check, eq, log, wait_until  # noqa: E402
+from cluster import retry_unhealthy, wait_leader  # noqa: E402
 
 KEYS = 1000
 IS_ETCD = os.path.basename(cluster.server_binary()) == "etcd"
@@ -93,30 +94,8 @@ def expect_rows(m, want):
     eq(got, want, "member list through %s" % m.name)
 
 
-def leader_of(members):
-    """The member that says it is leader (endpoint status), or None."""
-    for m in members:
-        if not m.running():
-            continue
-        r = m.ctl("endpoint", "status", "-w", "json", check_rc=False, timeout=10)
-        if r.returncode != 0:
-            continue
-        try:
-            st = json.loads(r.stdout)[0]["Status"]
-        except (ValueError, IndexError, KeyError):
-            continue
-        if st.get("leader") and st["leader"] == st["header"]["member_id"]:
-            return m
-    return None
-
-
 def status(m):
     return json.loads(m.ctl("endpoint", "status", "-w", "json").stdout)[0]["Status"]
-
-
-def wait_leader(members, timeout=30):
-    return wait_until(lambda: leader_of(members), timeout, "a leader among %s"
-                      % [m.name for m in members], interval=0.2)
 
 
 def wait_started(members, names, timeout=30):
@@ -140,17 +119,6 @@ def wait_started(members, names, timeout=30):
             r = m.ctl("member", "list", check_rc=False, timeout=10)
             log("member list through %s: %s%s" % (m.name, r.stdout, r.stderr))
         raise
-
-
-def retry_unhealthy(m, *args, timeout=30):
-    """etcd refuses a reconfiguration until every voter has been connected
-    for 5 s ("unhealthy cluster"); retry that error only."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = m.ctl(*args, check_rc=False)
-        if r.returncode == 0 or "unhealthy cluster" not in r.stderr or time.monotonic() > deadline:
-            return r
-        time.sleep(0.5)
 
 
 def serializable_count(m, prefix):

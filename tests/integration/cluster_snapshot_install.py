@@ -65,6 +65,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cluster  # noqa: E402
 from cluster import Failure, check, eq, log, wait_until  # noqa: E402
+from cluster import endpoint_status as status_of  # noqa: E402
+from cluster import move_leader, retry_unhealthy, wait_leader  # noqa: E402
 
 SNAPSHOT_COUNT = 1000
 TRAILING = 5000          # entries the leader keeps behind a snapshot
@@ -85,37 +87,6 @@ INSTALL_RE = re.compile(r"installed a raft snapshot from leader ([0-9a-f]{16}) a
 
 
 # ---- cluster state helpers
-def status_of(m):
-    r = m.ctl("endpoint", "status", "-w", "json", check_rc=False, timeout=10)
-    if r.returncode != 0:
-        return None
-    try:
-        return json.loads(r.stdout)[0]["Status"]
-    except (ValueError, IndexError, KeyError):
-        return None
-
-
-def leader_of(members):
-    for m in members:
-        if not m.running():
-            continue
-        st = status_of(m)
-        if st and st.get("leader") and st["leader"] == st["header"]["member_id"]:
-            return m
-    return None
-
-
-def wait_leader(members, timeout=30):
-    return wait_until(lambda: leader_of(members), timeout, "a leader among %s"
-                      % [m.name for m in members], interval=0.1)
-
-
-def member_id(m):
-    st = status_of(m)
-    check(st is not None, "endpoint status of %s" % m.name)
-    return st["header"]["member_id"]
-
-
 def snapshot_indexes(m):
     """Indexes of the raft snapshots in m's data dir: raftkv (libraft)
     writes snapshot-TERM-INDEX-MS, etcd member/snap/TERM-INDEX.snap (hex)."""
@@ -154,33 +125,6 @@ def dump(m):
             kv.get("create_revision", 0), kv.get("mod_revision", 0), kv.get("version", 0),
             kv.get("lease", 0)) for kv in j.get("kvs", [])]
     return j["header"]["revision"], kvs
-
-
-def retry_unhealthy(m, *args, timeout=30):
-    """etcd refuses a reconfiguration until every voter has been connected
-    for 5 s ("unhealthy cluster"); retry that error only."""
-    deadline = time.monotonic() + timeout
-    while True:
-        r = m.ctl(*args, check_rc=False)
-        if r.returncode == 0 or "unhealthy cluster" not in r.stderr or time.monotonic() > deadline:
-            return r
-        time.sleep(0.5)
-
-
-def move_leader(members, frm, to):
-    tid = member_id(to)
-
-    def moved():
-        r = frm.ctl("move-leader", "%x" % tid, check_rc=False)
-        if r.returncode == 0:
-            return r
-        log("move-leader: %s" % r.stderr.strip()[-200:])
-        return None
-    wait_until(moved, 30, "move-leader to %s" % to.name, 0.5)
-    wait_until(lambda: leader_of(members) is to, 10, "%s to lead" % to.name, 0.1)
-    for m in members:
-        wait_until(lambda: (status_of(m) or {}).get("leader") == tid, 10,
-                   "%s to see %s as leader" % (m.name, to.name), 0.1)
 
 
 class Joiner(cluster.Member):

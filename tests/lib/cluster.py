@@ -486,6 +486,71 @@ def wait_until(pred, timeout, what, interval=0.02):
         time.sleep(interval)
 
 
+
+# ---- cluster state as etcdctl reports it (the multi-member tests)
+
+def endpoint_status(m):
+    """m's own `endpoint status` (the Status object), or None."""
+    r = m.ctl("endpoint", "status", "-w", "json", check_rc=False, timeout=10)
+    if r.returncode != 0:
+        return None
+    try:
+        return json.loads(r.stdout)[0]["Status"]
+    except (ValueError, IndexError, KeyError, TypeError):
+        return None
+
+
+def leader_of(members):
+    """The running member that says it leads, or None."""
+    for m in members:
+        if not m.running():
+            continue
+        st = endpoint_status(m)
+        if st and st.get("leader") and st["leader"] == st["header"]["member_id"]:
+            return m
+    return None
+
+
+def wait_leader(members, timeout=30, interval=0.1):
+    return wait_until(lambda: leader_of(members), timeout, "a leader among %s"
+                      % [m.name for m in members], interval)
+
+
+def member_id(m):
+    st = endpoint_status(m)
+    check(st is not None, "endpoint status of %s" % m.name)
+    return st["header"]["member_id"]
+
+
+def retry_unhealthy(m, *args, timeout=30):
+    """etcd refuses a reconfiguration until every voter has been connected
+    for 5 s ("unhealthy cluster"); retry that error only."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = m.ctl(*args, check_rc=False)
+        if r.returncode == 0 or "unhealthy cluster" not in r.stderr or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
+
+def move_leader(members, frm, to):
+    """etcdctl move-leader from frm to to (retried while refused), then
+    waits until every member of members follows to; returns the output."""
+    tid = member_id(to)
+
+    def moved():
+        r = frm.ctl("move-leader", "%x" % tid, check_rc=False)
+        if r.returncode == 0:
+            return r
+        log("move-leader: %s" % r.stderr.strip()[-200:])
+        return None
+    r = wait_until(moved, 30, "move-leader to %s" % to.name, 0.5)
+    wait_until(lambda: leader_of(members) is to, 10, "%s to lead" % to.name, 0.1)
+    for m in members:
+        wait_until(lambda: (endpoint_status(m) or {}).get("leader") == tid, 10,
+                   "%s to see %s as leader" % (m.name, to.name), 0.1)
+    return r
+
 def ctl_json(member, *args, input=None):
     r = member.ctl(*args, "-w", "json", input=input)
     try:
