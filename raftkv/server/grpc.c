@@ -42,6 +42,7 @@
 #include <string.h>
 #include <nghttp2/nghttp2.h>
 
+#include "lib/blob.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "server/config.h"
@@ -94,11 +95,16 @@ struct grpc_session {
 /* grpc-go's enforcement MinTime when none is configured. */
 #define GRPC_PING_MIN_DEFAULT_MS (5 * 60 * 1000ull)
 
-/* One queued response message: prefix and protobuf, packed once. */
+/* One queued response message: the length prefix and the first ilen bytes
+ * inline (a whole packed protobuf, or the per-call head of a raw send), the
+ * rest, if any, in a blob shared with other calls (rpc_call_send_raw). */
 struct grpc_out {
 	struct grpc_out *next;
-	size_t len;
-	size_t off; /* bytes already given to nghttp2 */
+	size_t len;          /* whole message, prefix included */
+	size_t off;          /* bytes already given to nghttp2 */
+	size_t ilen;         /* bytes in data[] */
+	struct blob *blob;   /* holds tail[0, len - ilen); NULL if none */
+	const uint8_t *tail;
 	uint8_t data[];
 };
 
@@ -339,6 +345,12 @@ static void grpc_out_sub(struct rpc_call *call, size_t n)
 	}
 }
 
+static void grpc_out_free(struct grpc_out *o)
+{
+	blob_unref(o->blob);
+	free(o);
+}
+
 static void grpc_call_free(struct rpc_call *call)
 {
 	struct grpc_session *gs = call->owner;
@@ -351,7 +363,7 @@ static void grpc_call_free(struct rpc_call *call)
 	}
 	while ((o = call->out_head)) {
 		call->out_head = o->next;
-		free(o);
+		grpc_out_free(o);
 	}
 	free(call->rbuf);
 	free(call->pending);
@@ -440,7 +452,7 @@ static void grpc_call_drop_output(struct rpc_call *call, bool keep_started)
 	}
 	while (o) {
 		next = o->next;
-		free(o);
+		grpc_out_free(o);
 		o = next;
 	}
 }
@@ -509,13 +521,20 @@ static ssize_t grpc_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *b
 {
 	struct rpc_call *call = source->ptr;
 	struct grpc_out *o;
+	const uint8_t *src;
 	size_t n = 0, take;
 
 	while (n < length && (o = call->out_head)) {
-		take = o->len - o->off;
+		if (o->off < o->ilen) {
+			src = o->data + o->off;
+			take = o->ilen - o->off;
+		} else {
+			src = o->tail + (o->off - o->ilen);
+			take = o->len - o->off;
+		}
 		if (take > length - n)
 			take = length - n;
-		memcpy(buf + n, o->data + o->off, take);
+		memcpy(buf + n, src, take);
 		o->off += take;
 		n += take;
 		grpc_out_sub(call, take);
@@ -523,7 +542,7 @@ static ssize_t grpc_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *b
 			call->out_head = o->next;
 			if (!call->out_head)
 				call->out_tail = NULL;
-			free(o);
+			grpc_out_free(o);
 		}
 	}
 	if (!call->out_head && call->finished) {
@@ -656,10 +675,62 @@ static bool grpc_call_gone(const struct rpc_call *call)
 	return call->gone;
 }
 
+/* A message of size bytes with ilen of them inline, prefix written. */
+static struct grpc_out *grpc_out_new(size_t size, size_t ilen)
+{
+	struct grpc_out *o = malloc(sizeof(*o) + 5 + ilen);
+
+	if (!o)
+		return NULL;
+	o->next = NULL;
+	o->len = 5 + size;
+	o->off = 0;
+	o->ilen = 5 + ilen;
+	o->blob = NULL;
+	o->tail = NULL;
+	o->data[0] = 0;
+	o->data[1] = (uint8_t)(size >> 24);
+	o->data[2] = (uint8_t)(size >> 16);
+	o->data[3] = (uint8_t)(size >> 8);
+	o->data[4] = (uint8_t)size;
+	return o;
+}
+
+static int grpc_call_queue(struct rpc_call *call, struct grpc_out *o)
+{
+	if (call->out_tail)
+		call->out_tail->next = o;
+	else
+		call->out_head = o;
+	call->out_tail = o;
+	grpc_out_add(call, o->len);
+	metrics.grpc_sent_bytes += o->len - 5;
+	if (call->method)
+		metrics_grpc_msg_sent(rpc_method_index(call->method));
+	return grpc_call_kick(call);
+}
+
+/* Whether a message of size bytes may be queued on the call: 0, or the call
+ * is ended and -KV_ECANCELED.  Shared bytes (send_raw) count in full, as
+ * on every call that refers to them: the budget bounds what a client leaves
+ * unread, whoever else holds the same bytes. */
+static int grpc_call_room(struct rpc_call *call, size_t size)
+{
+	struct grpc_session *gs = call->sess;
+
+	if (grpc_call_unary(call) && gs->out_unary > 0 && gs->out_unary + 5 + size > GRPC_OUT_MAX) {
+		/* The client leaves its answers unread (or asked for more at
+		 * once than it can take): refuse instead of queueing more. */
+		grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ETOOMANYREQUESTS), true);
+		return -KV_ECANCELED;
+	}
+	return 0;
+}
+
 static int grpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 {
-	struct grpc_session *gs;
 	struct grpc_out *o;
+	int rv;
 	size_t size;
 
 	if (call->gone || call->finished || !call->sess)
@@ -667,35 +738,38 @@ static int grpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 	size = protobuf_c_message_get_packed_size(msg);
 	if (size > INT32_MAX)
 		return -KV_EINTERNAL;
-	gs = call->sess;
-	if (grpc_call_unary(call) && gs->out_unary > 0 && gs->out_unary + 5 + size > GRPC_OUT_MAX) {
-		/* The client leaves its answers unread (or asked for more at
-		 * once than it can take): refuse instead of queueing more. */
-		grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ETOOMANYREQUESTS), true);
-		return -KV_ECANCELED;
-	}
-	o = malloc(sizeof(*o) + 5 + size);
+	if ((rv = grpc_call_room(call, size)) != 0)
+		return rv;
+	o = grpc_out_new(size, size);
 	if (!o)
 		return -KV_ENOMEM;
-	o->next = NULL;
-	o->len = 5 + size;
-	o->off = 0;
-	o->data[0] = 0;
-	o->data[1] = (uint8_t)(size >> 24);
-	o->data[2] = (uint8_t)(size >> 16);
-	o->data[3] = (uint8_t)(size >> 8);
-	o->data[4] = (uint8_t)size;
 	protobuf_c_message_pack(msg, o->data + 5);
-	if (call->out_tail)
-		call->out_tail->next = o;
-	else
-		call->out_head = o;
-	call->out_tail = o;
-	grpc_out_add(call, o->len);
-	metrics.grpc_sent_bytes += size;
-	if (call->method)
-		metrics_grpc_msg_sent(rpc_method_index(call->method));
-	return grpc_call_kick(call);
+	return grpc_call_queue(call, o);
+}
+
+static int grpc_call_send_raw(struct rpc_call *call, const uint8_t *head, size_t head_len,
+			      struct blob *blob, size_t off, size_t len)
+{
+	struct grpc_out *o;
+	int rv;
+
+	if (call->gone || call->finished || !call->sess)
+		return -KV_ECANCELED;
+	if (head_len > INT32_MAX || len > INT32_MAX - head_len)
+		return -KV_EINTERNAL;
+	if (len && (!blob || off > blob->len || len > blob->len - off))
+		return -KV_EINTERNAL;
+	if ((rv = grpc_call_room(call, head_len + len)) != 0)
+		return rv;
+	o = grpc_out_new(head_len + len, head_len);
+	if (!o)
+		return -KV_ENOMEM;
+	memcpy(o->data + 5, head, head_len);
+	if (len) {
+		o->blob = blob_ref(blob);
+		o->tail = blob->data + off;
+	}
+	return grpc_call_queue(call, o);
 }
 
 static int grpc_call_finish_status(struct rpc_call *call, enum grpc_code code, const char *message)
@@ -744,6 +818,7 @@ static const struct rpc_call_ops grpc_call_ops = {
 	.finish_status = grpc_call_finish_status,
 	.pending_bytes = grpc_call_pending_bytes,
 	.wait_room = grpc_call_wait_room,
+	.send_raw = grpc_call_send_raw,
 };
 
 /* --- receiving ---------------------------------------------------------- */

@@ -136,6 +136,20 @@ int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg)
 	return rpc_ops(call)->send(call, msg);
 }
 
+int rpc_call_send_raw(struct rpc_call *call, const uint8_t *head, size_t head_len,
+		      struct blob *blob, size_t off, size_t len)
+{
+	const struct rpc_call_ops *ops = rpc_ops(call);
+	if (!ops->send_raw)
+		return -KV_EUNIMPLEMENTED;
+	return ops->send_raw(call, head, head_len, blob, off, len);
+}
+
+bool rpc_call_can_send_raw(const struct rpc_call *call)
+{
+	return rpc_ops(call)->send_raw != NULL;
+}
+
 size_t rpc_call_pending_bytes(const struct rpc_call *call)
 {
 	const struct rpc_call_ops *ops = rpc_ops(call);

@@ -68,6 +68,17 @@ void rpc_call_hold(struct rpc_call *call);
 void rpc_call_release(struct rpc_call *call);
 /* Packs msg and queues it as one gRPC message (response HEADERS go first). */
 int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg);
+/* Queues one message already encoded: head[0, head_len) (copied) followed
+ * by blob[off, off + len) (referenced until written, never copied here).
+ * Lets a fan-out share one encoding between many calls.  The message counts
+ * in full against the call's output (rpc_call_pending_bytes) and the
+ * transport's bounds, exactly as rpc_call_send would.  -KV_EUNIMPLEMENTED
+ * when the transport cannot (the JSON gateway re-encodes every message):
+ * rpc_call_can_send_raw() tells beforehand. */
+struct blob;
+int rpc_call_send_raw(struct rpc_call *call, const uint8_t *head, size_t head_len,
+		      struct blob *blob, size_t off, size_t len);
+bool rpc_call_can_send_raw(const struct rpc_call *call);
 /* Bytes sent on the call that the transport still holds because the client
  * has not taken them yet (flow control, slow socket): a streaming service
  * pauses while this is high instead of queueing without bound.  0 for a
@@ -101,6 +112,8 @@ struct rpc_call_ops {
 	int (*finish_status)(struct rpc_call *call, enum grpc_code code, const char *message);
 	size_t (*pending_bytes)(const struct rpc_call *call); /* optional */
 	int (*wait_room)(struct rpc_call *call, void (*fn)(void *arg), void *arg); /* optional */
+	int (*send_raw)(struct rpc_call *call, const uint8_t *head, size_t head_len,
+			struct blob *blob, size_t off, size_t len); /* optional */
 };
 
 struct rpc_call_head {

@@ -12,6 +12,10 @@
  * failure" once this member cannot persist while others can serve (its
  * store would stop moving; svc_unfit).  A client half-close does not end
  * the stream (etcd keeps sending events until the client cancels it).
+ *
+ * Live events take the hub's shared-encoding path (send_events) when the
+ * transport can queue raw bytes (gRPC): the stream packs only its header,
+ * once per revision and term, and its watch ids.
  */
 #include <stdbool.h>
 #include <stdlib.h>
@@ -28,11 +32,18 @@
 /* etcd's maxNoLeaderCnt. */
 #define SVC_WATCH_MAX_NO_LEADER 3
 
+/* A packed ResponseHeader: four varint fields. */
+#define SVC_WATCH_HDR_MAX 48
+
 struct svc_watch {
 	struct rpc_call *call;
 	struct watch_stream *st;
 	bool require_leader; /* "hasleader: true" metadata (clientv3 WithRequireLeader) */
 	unsigned no_leader;  /* consecutive checks without a leader */
+	/* the last header packed for send_events */
+	Etcdserverpb__ResponseHeader hdr;
+	size_t hdr_len;
+	uint8_t hdr_bytes[SVC_WATCH_HDR_MAX];
 };
 
 static int svc_watch_send(void *sink, Etcdserverpb__WatchResponse *resp)
@@ -43,6 +54,31 @@ static int svc_watch_send(void *sink, Etcdserverpb__WatchResponse *resp)
 	svc_header_fill(rpc_call_server(sw->call), resp->header);
 	rv = rpc_call_send(sw->call, &resp->base);
 	/* A response the client will never see breaks its stream: end it. */
+	if (rv != 0 && rv != -KV_ECANCELED)
+		rpc_call_finish(sw->call, rv);
+	return rv;
+}
+
+static int svc_watch_send_events(void *sink, int64_t rev, int64_t watch_id, struct blob *blob,
+				 size_t off, size_t len)
+{
+	struct svc_watch *sw = sink;
+	Etcdserverpb__ResponseHeader now = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	uint8_t head[SVC_WATCH_HDR_MAX + WATCH_HEAD_MAX];
+	size_t n;
+	int rv;
+
+	svc_header_fill(rpc_call_server(sw->call), &now);
+	now.revision = rev;
+	if (sw->hdr_len == 0 || now.revision != sw->hdr.revision || now.raft_term != sw->hdr.raft_term ||
+	    now.cluster_id != sw->hdr.cluster_id || now.member_id != sw->hdr.member_id) {
+		if (protobuf_c_message_get_packed_size(&now.base) > sizeof(sw->hdr_bytes))
+			return -KV_EINTERNAL;
+		sw->hdr = now;
+		sw->hdr_len = protobuf_c_message_pack(&now.base, sw->hdr_bytes);
+	}
+	n = watch_head_encode(head, sw->hdr_bytes, sw->hdr_len, watch_id);
+	rv = rpc_call_send_raw(sw->call, head, n, blob, off, len);
 	if (rv != 0 && rv != -KV_ECANCELED)
 		rpc_call_finish(sw->call, rv);
 	return rv;
@@ -82,6 +118,14 @@ static const struct watch_sink_ops svc_watch_ops = {
 	.check = svc_watch_check,
 };
 
+/* For transports that take raw bytes (gRPC). */
+static const struct watch_sink_ops svc_watch_raw_ops = {
+	.send = svc_watch_send,
+	.pending = svc_watch_pending,
+	.check = svc_watch_check,
+	.send_events = svc_watch_send_events,
+};
+
 /* The stream's state, made on its first message. */
 static struct svc_watch *svc_watch_open(struct rpc_call *call)
 {
@@ -108,7 +152,8 @@ static struct svc_watch *svc_watch_open(struct rpc_call *call)
 	}
 	sw->call = call;
 	sw->require_leader = hl != NULL && strcmp(hl, "true") == 0;
-	rv = watch_stream_new(s->watch, &svc_watch_ops, sw, &sw->st);
+	rv = watch_stream_new(s->watch, rpc_call_can_send_raw(call) ? &svc_watch_raw_ops : &svc_watch_ops,
+			      sw, &sw->st);
 	if (rv != 0) {
 		free(sw);
 		rpc_call_finish(call, rv);

@@ -33,6 +33,7 @@
 #include <bsd/sys/tree.h>
 
 #include "lib/arena.h"
+#include "lib/blob.h"
 #include "lib/err.h"
 #include "server/config.h"
 #include "server/mvcc.h"
@@ -90,6 +91,10 @@ struct watch_ev {
 	struct mvcc_kv prev;
 	bool has_prev;
 	Mvccpb__Event *pb[2];     /* built on first use: without, with prev_kv */
+	/* Its encoding in h->blob for watchers without / with prev_kv. */
+	bool need[2];
+	size_t off[2], len[2];    /* the whole field */
+	size_t msize[2];          /* the Event message inside */
 };
 
 struct watch_match {
@@ -122,6 +127,7 @@ struct watch_hub {
 	struct watch_w **touched;
 	size_t ntouched, cap_touched;
 	bool oom;                 /* lost track of this revision's matches */
+	struct blob *blob;        /* the revision's encoded events, or NULL */
 	/* catch-up scratch */
 	struct watch_chg *chg;
 	size_t nchg, cap_chg;
@@ -297,6 +303,7 @@ static void hub_match(struct watch_hub *h, struct match_ctx *c, struct watch_w *
 		if (c->prev != NULL)
 			e->prev = *c->prev;
 		e->pb[0] = e->pb[1] = NULL;
+		e->need[0] = e->need[1] = false;
 		c->ev = (int64_t)h->nev++;
 	}
 	if (!w->touched && !grow((void **)&h->touched, &h->cap_touched, h->ntouched + 1,
@@ -530,6 +537,161 @@ static void hub_revision_reset(struct watch_hub *h)
 	arena_reset(&h->arena);
 }
 
+/* Protobuf wire format of what send_events queues (rpc.proto): the
+ * WatchResponse fields header = 1, watch_id = 2 and events = 11. */
+#define WATCH_TAG_HEADER 0x0a   /* field 1, length-delimited */
+#define WATCH_TAG_WATCH_ID 0x10 /* field 2, varint */
+#define WATCH_TAG_EVENTS 0x5a   /* field 11, length-delimited */
+
+static size_t varint_put(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+size_t watch_head_encode(uint8_t *out, const uint8_t *hdr, size_t hdr_len, int64_t watch_id)
+{
+	size_t n = 0;
+
+	out[n++] = WATCH_TAG_HEADER;
+	n += varint_put(out + n, hdr_len);
+	memcpy(out + n, hdr, hdr_len);
+	n += hdr_len;
+	/* proto3: a zero scalar is left out, as protobuf-c does. */
+	if (watch_id != 0) {
+		out[n++] = WATCH_TAG_WATCH_ID;
+		n += varint_put(out + n, (uint64_t)watch_id);
+	}
+	return n;
+}
+
+/* Is the stream of w below its high water for revision rev?  Measured once
+ * per stream and revision: the transport may have to walk its queue to
+ * answer, and a revision can touch many of its watchers. */
+static bool w_room(struct watch_hub *h, struct watch_w *w, int64_t rev)
+{
+	struct watch_stream *st = w->st;
+
+	if (st->pend_rev != rev) {
+		st->pend_val = stream_pending(st);
+		st->pend_rev = rev;
+	}
+	return st->pend_val <= h->cfg.high_water;
+}
+
+/*
+ * Encodes every event some fast-path watcher needs, once per prev_kv
+ * choice, into h->blob: "events" fields, those for watchers without prev_kv
+ * first, then those for watchers with it, each group in event order, so
+ * that a watcher matching consecutive events gets one contiguous slice.
+ * false when out of memory (the watchers then take the protobuf path).
+ */
+static bool hub_encode(struct watch_hub *h)
+{
+	size_t total = 0, size;
+	uint8_t *p;
+
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < h->nev; i++) {
+			struct watch_ev *e = &h->evs[i];
+			Mvccpb__Event *pb;
+			if (!e->need[k])
+				continue;
+			pb = ev_pb(&h->arena, e, k);
+			if (pb == NULL)
+				return false;
+			size = protobuf_c_message_get_packed_size(&pb->base);
+			e->msize[k] = size;
+			e->off[k] = total;
+			e->len[k] = 1 + varint_len(size) + size;
+			total += e->len[k];
+		}
+	}
+	if (total == 0)
+		return true;
+	h->blob = blob_new(total);
+	if (h->blob == NULL)
+		return false;
+	p = h->blob->data;
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < h->nev; i++) {
+			struct watch_ev *e = &h->evs[i];
+			if (!e->need[k])
+				continue;
+			*p++ = WATCH_TAG_EVENTS;
+			p += varint_put(p, e->msize[k]);
+			p += protobuf_c_message_pack(&e->pb[k && e->has_prev]->base, p);
+		}
+	}
+	return true;
+}
+
+/* Sends w its events of revision rev from h->blob. */
+static void hub_deliver_encoded(struct watch_hub *h, struct watch_w *w, int64_t rev)
+{
+	struct watch_stream *st = w->st;
+	int k = w->prev_kv;
+	const struct watch_ev *e = &h->evs[h->mt[w->bhead].ev];
+	size_t off = e->off[k], end = off + e->len[k], n = 1;
+	struct blob *b = h->blob;
+	bool contiguous = true;
+	int32_t i;
+	int rv;
+
+	for (i = h->mt[w->bhead].next; i >= 0; i = h->mt[i].next) {
+		e = &h->evs[h->mt[i].ev];
+		if (e->off[k] != end)
+			contiguous = false;
+		end = e->off[k] + e->len[k];
+		n++;
+	}
+	if (!contiguous) {
+		/* Matched events with others' in between: copy them together. */
+		size_t len = 0;
+		for (i = w->bhead; i >= 0; i = h->mt[i].next)
+			len += h->evs[h->mt[i].ev].len[k];
+		b = blob_new(len);
+		if (b == NULL) {
+			w_fall_behind(h, w, rev);
+			return;
+		}
+		len = 0;
+		for (i = w->bhead; i >= 0; i = h->mt[i].next) {
+			e = &h->evs[h->mt[i].ev];
+			memcpy(b->data + len, h->blob->data + e->off[k], e->len[k]);
+			len += e->len[k];
+		}
+		off = 0;
+		end = len;
+	}
+	rv = st->ops->send_events(st->sink, rev, w->id, b, off, end - off);
+	if (b != h->blob)
+		blob_unref(b);
+	if (rv != 0) {
+		stream_kill(st);
+		return;
+	}
+	h->stats.responses++;
+	h->stats.events += n;
+	w->next_rev = rev + 1;
+	w->progress_due = false;
+}
+
 /* Sends one matched watcher its events of revision rev. */
 static void hub_deliver(struct watch_hub *h, struct watch_w *w, int64_t rev)
 {
@@ -540,14 +702,10 @@ static void hub_deliver(struct watch_hub *h, struct watch_w *w, int64_t rev)
 	size_t n = 0;
 	int32_t i;
 
-	/* Once per stream and revision: the transport may have to walk its
-	 * queue to answer, and a revision can touch many of its watchers. */
-	if (st->pend_rev != rev) {
-		st->pend_val = stream_pending(st);
-		st->pend_rev = rev;
-	}
-	if (st->pend_val > h->cfg.high_water) {
-		w_fall_behind(h, w, rev);
+	if (st->dead)
+		return;
+	if (h->blob != NULL && st->ops->send_events != NULL) {
+		hub_deliver_encoded(h, w, rev);
 		return;
 	}
 	for (i = w->bhead; i >= 0; i = h->mt[i].next)
@@ -575,20 +733,50 @@ static void hub_deliver(struct watch_hub *h, struct watch_w *w, int64_t rev)
 	w->progress_due = false;
 }
 
+/* Sends every watcher matched by revision rev its events: streams above
+ * their high water first drop out (those watchers fall behind), then the
+ * events the others need are encoded once, then each gets its response. */
+static void hub_fan_out(struct watch_hub *h, int64_t rev)
+{
+	bool encoded = false;
+	size_t i;
+
+	for (i = 0; i < h->ntouched; i++) {
+		struct watch_w *w = h->touched[i];
+		if (w->state != W_SYNCED)
+			continue;
+		if (!w_room(h, w, rev)) {
+			w_fall_behind(h, w, rev);
+			continue;
+		}
+		if (w->st->ops->send_events == NULL || w->st->dead)
+			continue;
+		for (int32_t j = w->bhead; j >= 0; j = h->mt[j].next)
+			h->evs[h->mt[j].ev].need[w->prev_kv] = true;
+		encoded = true;
+	}
+	if (encoded && !hub_encode(h)) {
+		blob_unref(h->blob);
+		h->blob = NULL;
+	}
+	for (i = 0; i < h->ntouched; i++) {
+		struct watch_w *w = h->touched[i];
+		if (w->state == W_SYNCED)
+			hub_deliver(h, w, rev);
+	}
+	blob_unref(h->blob);
+	h->blob = NULL;
+}
+
 static void hub_commit(void *arg, int64_t rev)
 {
 	struct watch_hub *h = arg;
 
 	h->last_rev = rev;
-	if (h->oom) {
+	if (h->oom)
 		hub_all_behind(h, rev);
-	} else {
-		for (size_t i = 0; i < h->ntouched; i++) {
-			struct watch_w *w = h->touched[i];
-			if (w->state == W_SYNCED)
-				hub_deliver(h, w, rev);
-		}
-	}
+	else
+		hub_fan_out(h, rev);
 	if (h->ntouched || h->nev || h->oom)
 		hub_revision_reset(h);
 }

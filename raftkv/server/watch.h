@@ -11,6 +11,12 @@
  * that revision.  Responses leave through a stream's sink (svc_watch.c
  * packs them onto the gRPC stream).
  *
+ * Fan-out cost: a revision's events are encoded once (per prev_kv choice)
+ * into one shared buffer, and a sink that offers send_events gets, for each
+ * watcher, a slice of those bytes to queue behind its own small head
+ * (header and watch id; watch_head_encode): no per-watcher protobuf work or
+ * copy of the events.  A sink without it gets protobuf structs (send).
+ *
  * Slow consumers: before sending, the hub asks the sink how many bytes the
  * transport still holds for that stream.  Above high_water the watcher is
  * not sent anything: it moves to the UNSYNCED set, remembering the first
@@ -42,6 +48,7 @@
 
 #include "rpc.pb-c.h"
 
+struct blob;
 struct server;
 struct watch_hub;
 struct watch_stream;
@@ -59,7 +66,21 @@ struct watch_sink_ops {
 	/* Optional: called every check_ms (hasleader monitoring).  May end the
 	 * call, but must not free the stream. */
 	void (*check)(void *sink);
+	/* Optional fast path for live events: queues the WatchResponse made of
+	 * the sink's header at revision rev, watch_id, and blob[off, off + len),
+	 * the events already encoded as the response's `events` field.  The
+	 * sink takes its own reference on blob if it keeps the bytes.  The rest
+	 * as for send. */
+	int (*send_events)(void *sink, int64_t rev, int64_t watch_id, struct blob *blob, size_t off,
+			   size_t len);
 };
+
+/* What comes before the events in a WatchResponse sent by send_events:
+ * the header field (hdr: a packed ResponseHeader of hdr_len bytes) and
+ * watch_id.  out must have room for hdr_len + WATCH_HEAD_MAX bytes; returns
+ * the bytes written. */
+#define WATCH_HEAD_MAX 16
+size_t watch_head_encode(uint8_t *out, const uint8_t *hdr, size_t hdr_len, int64_t watch_id);
 
 /* Tunables; watch_hub_config() returns the live copy. */
 struct watch_config {

@@ -20,7 +20,7 @@ PROTO = kv auth rpc
 PROTO_GEN = $(PROTO:%=raftkv/proto/%.pb-c.c) $(PROTO:%=raftkv/proto/%.pb-c.h)
 PROTO_OBJ = $(PROTO:%=obj/raftkv/proto/%.pb-c.o)
 
-BASE = raftkv/lib/err.c raftkv/lib/arena.c raftkv/lib/log.c raftkv/lib/pbjson.c
+BASE = raftkv/lib/err.c raftkv/lib/arena.c raftkv/lib/blob.c raftkv/lib/log.c raftkv/lib/pbjson.c
 CLIENT = raftkv/client/client.c raftkv/client/conn.c raftkv/client/call.c \
 	raftkv/client/methods.c raftkv/client/sync.c
 # The server without main.c and listener.c (fz.c stands in for both).

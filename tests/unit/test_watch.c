@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "lib/blob.h"
 #include "lib/err.h"
 #include "server/mvcc.h"
 #include "server/server.h"
@@ -48,6 +49,7 @@ struct tresp {
 struct tsink {
 	struct watch_stream *st;
 	size_t pending;
+	size_t encoded; /* responses that came through send_events */
 	bool fail;
 	struct tresp *r;
 	size_t n, cap;
@@ -108,6 +110,39 @@ static int tsink_send(void *sink, Etcdserverpb__WatchResponse *resp)
 	return 0;
 }
 
+/* The shared-encoding path: the bytes are put together as a transport
+ * would send them and decoded again, so every test below checks them. */
+static int tsink_send_events(void *sink, int64_t rev, int64_t watch_id, struct blob *b, size_t off,
+			     size_t len)
+{
+	Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+	Etcdserverpb__WatchResponse *resp;
+	uint8_t hb[64], *msg;
+	size_t hlen, n;
+	int rv;
+
+	hdr.revision = rev;
+	hdr.cluster_id = 0x1234567890abcdefull; /* a long varint, as a real one */
+	hlen = protobuf_c_message_pack(&hdr.base, hb);
+	assert_true(off <= b->len && len <= b->len - off);
+	msg = malloc(hlen + WATCH_HEAD_MAX + len);
+	assert_non_null(msg);
+	n = watch_head_encode(msg, hb, hlen, watch_id);
+	assert_true(n <= hlen + WATCH_HEAD_MAX);
+	memcpy(msg + n, b->data + off, len);
+	resp = etcdserverpb__watch_response__unpack(NULL, n + len, msg);
+	free(msg);
+	assert_non_null(resp);
+	assert_int_equal(resp->watch_id, watch_id);
+	assert_int_equal(resp->header->cluster_id, hdr.cluster_id);
+	assert_true(resp->n_events > 0);
+	rv = tsink_send(sink, resp);
+	etcdserverpb__watch_response__free_unpacked(resp, NULL);
+	if (rv == 0)
+		((struct tsink *)sink)->encoded++;
+	return rv;
+}
+
 static size_t tsink_pending(void *sink)
 {
 	return ((struct tsink *)sink)->pending;
@@ -116,7 +151,18 @@ static size_t tsink_pending(void *sink)
 static const struct watch_sink_ops tsink_ops = {
 	.send = tsink_send,
 	.pending = tsink_pending,
+	.send_events = tsink_send_events,
 };
+
+/* A sink without the shared-encoding path (as the JSON gateway's). */
+static const struct watch_sink_ops tsink_pb_ops = {
+	.send = tsink_send,
+	.pending = tsink_pending,
+};
+
+/* Tests open their streams with this; NULL: the two kinds in turn. */
+static const struct watch_sink_ops *tsink_ops_used = &tsink_ops;
+static unsigned tsink_opened;
 
 static void tsink_clear(struct tsink *s)
 {
@@ -164,7 +210,11 @@ static void fx_tick(struct fx *f)
 static void open_stream(struct fx *f, struct tsink *s)
 {
 	memset(s, 0, sizeof(*s));
-	assert_int_equal(watch_stream_new(f->h, &tsink_ops, s, &s->st), 0);
+	const struct watch_sink_ops *ops = tsink_ops_used;
+	if (ops == NULL)
+		ops = tsink_opened % 2 ? &tsink_pb_ops : &tsink_ops;
+	tsink_opened++;
+	assert_int_equal(watch_stream_new(f->h, ops, s, &s->st), 0);
 }
 
 struct wopt {
@@ -294,6 +344,8 @@ static void test_revision_grouping(void **state)
 	open_stream(&f, &s);
 	put(&f, "k1", "old"); /* rev 2, before the watch */
 	watch(&s, &o);
+	/* wants "z", between the others' events in the shared encoding */
+	watch(&s, &(struct wopt){.key = "z", .prev_kv = true});
 	tsink_clear(&s);
 	mvcc_txn_begin(f.srv.mvcc);
 	assert_int_equal(mvcc_put(f.srv.mvcc, S("k3"), S("c"), 0), 0);
@@ -302,7 +354,12 @@ static void test_revision_grouping(void **state)
 	assert_int_equal(mvcc_delete_range(f.srv.mvcc, S("k1"), NULL, 0, &deleted), 0);
 	assert_int_equal(s.n, 0); /* nothing before the revision is complete */
 	assert_int_equal(mvcc_txn_end(f.srv.mvcc), 3);
-	assert_int_equal(s.n, 1);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.encoded, 2);
+	assert_int_equal(s.r[1].watch_id, 1);
+	assert_int_equal(s.r[1].nev, 1);
+	assert_memory_equal(s.r[1].ev[0].key, "z", 1);
+	assert_int_equal(s.r[0].watch_id, 0);
 	assert_int_equal(s.r[0].rev, 3);
 	assert_int_equal(s.r[0].nev, 3);
 	assert_memory_equal(s.r[0].ev[0].key, "k3", 2);
@@ -316,8 +373,9 @@ static void test_revision_grouping(void **state)
 	tsink_clear(&s);
 	assert_int_equal(mvcc_delete_range(f.srv.mvcc, S("a"), S("zz"), &deleted), 0);
 	assert_int_equal(deleted, 3);
-	assert_int_equal(s.n, 1);
+	assert_int_equal(s.n, 2);
 	assert_int_equal(s.r[0].nev, 2);
+	assert_int_equal(s.r[1].nev, 1);
 	assert_true(s.r[0].ev[0].del && s.r[0].ev[1].del);
 	/* a write that changes nothing sends nothing */
 	tsink_clear(&s);
@@ -967,6 +1025,23 @@ static void test_random_live(void **state)
 	assert_true(checked > 10000);
 }
 
+/* Streams with and without the shared-encoding path side by side, and
+ * without it alone: same events either way. */
+static void test_random_live_sinks(void **state)
+{
+	size_t checked = 0;
+	(void)state;
+	tsink_ops_used = NULL;
+	for (unsigned seed = 300; seed < 400; seed++)
+		scenario(seed, 2 + (int)(seed % 3), 40, 120, seed % 3 == 0, false, &checked);
+	tsink_ops_used = &tsink_pb_ops;
+	for (unsigned seed = 400; seed < 450; seed++)
+		scenario(seed, 1 + (int)(seed % 3), 40, 120, false, false, &checked);
+	tsink_ops_used = &tsink_ops;
+	printf("random live, mixed sinks: %zu events checked\n", checked);
+	assert_true(checked > 5000);
+}
+
 static void test_random_history(void **state)
 {
 	size_t checked = 0;
@@ -1149,6 +1224,7 @@ int main(void)
 		cmocka_unit_test(test_dead_stream),
 		cmocka_unit_test(test_random_matching),
 		cmocka_unit_test(test_random_live),
+		cmocka_unit_test(test_random_live_sinks),
 		cmocka_unit_test(test_random_history),
 		cmocka_unit_test(test_random_slow_consumers),
 		cmocka_unit_test(test_store_swap),
