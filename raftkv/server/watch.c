@@ -52,9 +52,11 @@ struct watch_w {
 	uint32_t klen;
 	uint32_t elen;            /* 0 for a single key */
 	int32_t bhead, btail;     /* this revision's matches (h->mt), if touched */
+	int32_t phead, ptail;     /* events held for the batch (h->pend), if pending */
 	uint8_t state;
 	uint8_t win_shift;        /* catch-up window: max_sync_revs << this */
 	bool touched : 1;         /* matched by the revision being applied */
+	bool pending : 1;         /* has events in the batch, not sent yet */
 	bool ranged : 1;
 	bool unbounded : 1;       /* range_end "\0": every key >= key */
 	bool active : 1;          /* counts in h->ranges' augmentation */
@@ -91,7 +93,7 @@ struct watch_ev {
 	struct mvcc_kv prev;
 	bool has_prev;
 	Mvccpb__Event *pb[2];     /* built on first use: without, with prev_kv */
-	/* Its encoding in h->blob for watchers without / with prev_kv. */
+	/* Its encoding in h->win[] for watchers without / with prev_kv. */
 	bool need[2];
 	size_t off[2], len[2];    /* the whole field */
 	size_t msize[2];          /* the Event message inside */
@@ -100,6 +102,15 @@ struct watch_ev {
 struct watch_match {
 	struct watch_w *w;
 	uint32_t ev;
+	int32_t next;
+};
+
+/* Encoded events held for one watcher in the batch: win[w->prev_kv][off,
+ * off + len), contiguous, from revision rev on. */
+struct watch_piece {
+	int64_t rev;
+	size_t off, len;
+	uint32_t nev;
 	int32_t next;
 };
 
@@ -127,7 +138,18 @@ struct watch_hub {
 	struct watch_w **touched;
 	size_t ntouched, cap_touched;
 	bool oom;                 /* lost track of this revision's matches */
-	struct blob *blob;        /* the revision's encoded events, or NULL */
+	/* the batch: live events encoded for fast-path watchers, not sent yet
+	 * (win[k]->len is the bytes used, win_cap[k] what is allocated) */
+	struct blob *win[2];
+	size_t win_cap[2];
+	struct watch_piece *pend;
+	size_t npend, cap_pend;
+	struct watch_w **pw;      /* watchers with pieces, in order */
+	size_t npw, cap_pw;
+	uv_idle_t idle;           /* sends the batch once per loop turn */
+	bool idle_init;
+	bool idle_on;
+	int closing;              /* handles whose close callback is due */
 	/* catch-up scratch */
 	struct watch_chg *chg;
 	size_t nchg, cap_chg;
@@ -140,6 +162,11 @@ struct watch_hub {
 	uint64_t next_progress;
 	uint64_t next_check;
 };
+
+/* A batch is sent once it holds this many bytes of encoded events, or at
+ * the end of the loop turn: each watcher gets at most this much in one
+ * response before its stream's high water is looked at again. */
+#define WATCH_BATCH_BYTES (64u << 10)
 
 /* Events collected per tick by catch-up, all watchers together: bounds the
  * loop time one tick may take. */
@@ -475,6 +502,9 @@ static int stream_send_simple(struct watch_stream *st, int64_t rev, int64_t watc
 
 static void w_leave(struct watch_hub *h, struct watch_w *w)
 {
+	/* Whatever the batch holds for it is not sent now (its next_rev has
+	 * not moved past those events). */
+	w->pending = false;
 	if (w->state == W_SYNCED) {
 		index_remove(h, w);
 		h->stats.synced--;
@@ -510,9 +540,12 @@ static void w_enter_synced(struct watch_hub *h, struct watch_w *w)
 	h->stats.synced++;
 }
 
-/* A synced watcher cannot be sent revision rev now. */
+/* A synced watcher cannot be sent revision rev now (nor what the batch
+ * holds for it). */
 static void w_fall_behind(struct watch_hub *h, struct watch_w *w, int64_t rev)
 {
+	if (w->pending && h->pend[w->phead].rev < rev)
+		rev = h->pend[w->phead].rev;
 	w_enter_unsynced(h, w, rev);
 	h->stats.fell_behind++;
 }
@@ -594,19 +627,45 @@ static bool w_room(struct watch_hub *h, struct watch_w *w, int64_t rev)
 	return st->pend_val <= h->cfg.high_water;
 }
 
+/* Room for `more` bytes at the end of h->win[k]. */
+static bool win_reserve(struct watch_hub *h, int k, size_t more)
+{
+	struct blob *b = h->win[k];
+	size_t used = b ? b->len : 0, cap = h->win_cap[k];
+
+	if (more <= cap - used)
+		return true;
+	if (more > SIZE_MAX / 4 - used)
+		return false;
+	cap = cap ? cap : 4096;
+	while (cap < used + more)
+		cap *= 2;
+	/* Nobody else holds the batch's buffers until it is sent. */
+	b = realloc(b, sizeof(*b) + cap);
+	if (b == NULL)
+		return false;
+	if (h->win[k] == NULL) {
+		b->refs = 1;
+		b->len = 0;
+	}
+	h->win[k] = b;
+	h->win_cap[k] = cap;
+	return true;
+}
+
 /*
- * Encodes every event some fast-path watcher needs, once per prev_kv
- * choice, into h->blob: "events" fields, those for watchers without prev_kv
- * first, then those for watchers with it, each group in event order, so
- * that a watcher matching consecutive events gets one contiguous slice.
- * false when out of memory (the watchers then take the protobuf path).
+ * Appends every event of this revision that some fast-path watcher needs to
+ * the batch, once per prev_kv choice: "events" fields, in event order, at
+ * the end of h->win[0] (for watchers without prev_kv) or h->win[1] (with
+ * it).  A watcher matching consecutive events, over consecutive revisions,
+ * thus finds its events in one contiguous slice.  false when out of memory.
  */
 static bool hub_encode(struct watch_hub *h)
 {
-	size_t total = 0, size;
-	uint8_t *p;
-
 	for (int k = 0; k < 2; k++) {
+		size_t total = 0, size;
+		uint8_t *p;
+
 		for (size_t i = 0; i < h->nev; i++) {
 			struct watch_ev *e = &h->evs[i];
 			Mvccpb__Event *pb;
@@ -617,82 +676,149 @@ static bool hub_encode(struct watch_hub *h)
 				return false;
 			size = protobuf_c_message_get_packed_size(&pb->base);
 			e->msize[k] = size;
-			e->off[k] = total;
 			e->len[k] = 1 + varint_len(size) + size;
 			total += e->len[k];
 		}
-	}
-	if (total == 0)
-		return true;
-	h->blob = blob_new(total);
-	if (h->blob == NULL)
-		return false;
-	p = h->blob->data;
-	for (int k = 0; k < 2; k++) {
+		if (total == 0)
+			continue;
+		if (!win_reserve(h, k, total))
+			return false;
+		p = h->win[k]->data + h->win[k]->len;
 		for (size_t i = 0; i < h->nev; i++) {
 			struct watch_ev *e = &h->evs[i];
 			if (!e->need[k])
 				continue;
+			e->off[k] = (size_t)(p - h->win[k]->data);
 			*p++ = WATCH_TAG_EVENTS;
 			p += varint_put(p, e->msize[k]);
 			p += protobuf_c_message_pack(&e->pb[k && e->has_prev]->base, p);
 		}
+		h->win[k]->len = (size_t)(p - h->win[k]->data);
 	}
 	return true;
 }
 
-/* Sends w its events of revision rev from h->blob. */
-static void hub_deliver_encoded(struct watch_hub *h, struct watch_w *w, int64_t rev)
+/* Adds w's events of revision rev to the batch: appended to its last piece
+ * where they follow it in the buffer.  false when out of memory. */
+static bool w_hold(struct watch_hub *h, struct watch_w *w, int64_t rev)
+{
+	int k = w->prev_kv;
+
+	if (!w->pending && !grow((void **)&h->pw, &h->cap_pw, h->npw + 1, sizeof(*h->pw)))
+		return false;
+	for (int32_t i = w->bhead; i >= 0; i = h->mt[i].next) {
+		const struct watch_ev *e = &h->evs[h->mt[i].ev];
+		struct watch_piece *pc;
+
+		if (w->pending) {
+			pc = &h->pend[w->ptail];
+			if (pc->off + pc->len == e->off[k]) {
+				pc->len += e->len[k];
+				pc->nev++;
+				continue;
+			}
+		}
+		if (h->npend >= INT32_MAX ||
+		    !grow((void **)&h->pend, &h->cap_pend, h->npend + 1, sizeof(*h->pend)))
+			return false;
+		pc = &h->pend[h->npend];
+		pc->rev = rev;
+		pc->off = e->off[k];
+		pc->len = e->len[k];
+		pc->nev = 1;
+		pc->next = -1;
+		if (w->pending) {
+			h->pend[w->ptail].next = (int32_t)h->npend;
+		} else {
+			w->pending = true;
+			w->phead = (int32_t)h->npend;
+			h->pw[h->npw++] = w;
+		}
+		w->ptail = (int32_t)h->npend;
+		h->npend++;
+	}
+	return true;
+}
+
+/* Sends w what the batch holds for it, in one response at the hub's
+ * revision: one slice of the shared buffer, or a copy when its pieces are
+ * not contiguous. */
+static void w_send_held(struct watch_hub *h, struct watch_w *w)
 {
 	struct watch_stream *st = w->st;
-	int k = w->prev_kv;
-	const struct watch_ev *e = &h->evs[h->mt[w->bhead].ev];
-	size_t off = e->off[k], end = off + e->len[k], n = 1;
-	struct blob *b = h->blob;
-	bool contiguous = true;
-	int32_t i;
+	struct blob *win = h->win[w->prev_kv], *b = win;
+	const struct watch_piece *pc = &h->pend[w->phead];
+	size_t off = pc->off, len = pc->len, nev = pc->nev;
 	int rv;
 
-	for (i = h->mt[w->bhead].next; i >= 0; i = h->mt[i].next) {
-		e = &h->evs[h->mt[i].ev];
-		if (e->off[k] != end)
-			contiguous = false;
-		end = e->off[k] + e->len[k];
-		n++;
-	}
-	if (!contiguous) {
-		/* Matched events with others' in between: copy them together. */
-		size_t len = 0;
-		for (i = w->bhead; i >= 0; i = h->mt[i].next)
-			len += h->evs[h->mt[i].ev].len[k];
+	w->pending = false;
+	if (pc->next >= 0) {
+		/* Events with others' in between: put them together. */
+		len = 0;
+		nev = 0;
+		for (int32_t i = w->phead; i >= 0; i = h->pend[i].next)
+			len += h->pend[i].len;
 		b = blob_new(len);
 		if (b == NULL) {
-			w_fall_behind(h, w, rev);
+			w->pending = true;
+			w_fall_behind(h, w, h->last_rev);
 			return;
 		}
 		len = 0;
-		for (i = w->bhead; i >= 0; i = h->mt[i].next) {
-			e = &h->evs[h->mt[i].ev];
-			memcpy(b->data + len, h->blob->data + e->off[k], e->len[k]);
-			len += e->len[k];
+		for (int32_t i = w->phead; i >= 0; i = h->pend[i].next) {
+			pc = &h->pend[i];
+			memcpy(b->data + len, win->data + pc->off, pc->len);
+			len += pc->len;
+			nev += pc->nev;
 		}
 		off = 0;
-		end = len;
 	}
-	rv = st->ops->send_events(st->sink, rev, w->id, b, off, end - off);
-	if (b != h->blob)
+	rv = st->ops->send_events(st->sink, h->last_rev, w->id, b, off, len);
+	if (b != win)
 		blob_unref(b);
 	if (rv != 0) {
 		stream_kill(st);
 		return;
 	}
 	h->stats.responses++;
-	h->stats.events += n;
-	w->next_rev = rev + 1;
+	h->stats.events += nev;
+	if (w->next_rev <= h->last_rev)
+		w->next_rev = h->last_rev + 1;
 	w->progress_due = false;
 }
 
-/* Sends one matched watcher its events of revision rev. */
+/* Sends the batch: every watcher with held events gets them, in one
+ * response each. */
+static void hub_flush(struct watch_hub *h)
+{
+	for (size_t i = 0; i < h->npw; i++) {
+		struct watch_w *w = h->pw[i];
+		/* Not pending: it left the synced set since (its next_rev
+		 * was kept where the held events begin). */
+		if (w->pending && !w->st->dead)
+			w_send_held(h, w);
+		w->pending = false;
+	}
+	h->npw = h->npend = 0;
+	for (int k = 0; k < 2; k++) {
+		/* The transports hold their own references. */
+		blob_unref(h->win[k]);
+		h->win[k] = NULL;
+		h->win_cap[k] = 0;
+	}
+	if (h->idle_on) {
+		uv_idle_stop(&h->idle);
+		h->idle_on = false;
+	}
+}
+
+static void hub_idle_cb(uv_idle_t *i)
+{
+	hub_flush(i->data);
+}
+
+/* Sends one matched watcher its events of revision rev as protobuf structs
+ * (a sink without send_events). */
 static void hub_deliver(struct watch_hub *h, struct watch_w *w, int64_t rev)
 {
 	struct watch_stream *st = w->st;
@@ -702,12 +828,6 @@ static void hub_deliver(struct watch_hub *h, struct watch_w *w, int64_t rev)
 	size_t n = 0;
 	int32_t i;
 
-	if (st->dead)
-		return;
-	if (h->blob != NULL && st->ops->send_events != NULL) {
-		hub_deliver_encoded(h, w, rev);
-		return;
-	}
 	for (i = w->bhead; i >= 0; i = h->mt[i].next)
 		n++;
 	evs = arena_alloc(&h->arena, n * sizeof(*evs));
@@ -733,39 +853,54 @@ static void hub_deliver(struct watch_hub *h, struct watch_w *w, int64_t rev)
 	w->progress_due = false;
 }
 
-/* Sends every watcher matched by revision rev its events: streams above
- * their high water first drop out (those watchers fall behind), then the
- * events the others need are encoded once, then each gets its response. */
+/*
+ * Every watcher matched by revision rev: those whose stream is above its
+ * high water fall behind; the events the fast-path watchers need are
+ * encoded once into the batch and held for them; the others are sent their
+ * response now.  The batch goes out at the end of the loop turn (cfg.batch;
+ * at once otherwise) or once it is large, so that a watcher gets one
+ * response for all the revisions of a turn: fan-out costs per watcher and
+ * turn, not per watcher and revision, and each response still holds whole
+ * revisions only, in order, as etcd's catch-up responses do.
+ */
 static void hub_fan_out(struct watch_hub *h, int64_t rev)
 {
-	bool encoded = false;
+	bool fast = false, encoded;
 	size_t i;
 
 	for (i = 0; i < h->ntouched; i++) {
 		struct watch_w *w = h->touched[i];
-		if (w->state != W_SYNCED)
+		if (w->state != W_SYNCED || w->st->dead)
 			continue;
 		if (!w_room(h, w, rev)) {
 			w_fall_behind(h, w, rev);
 			continue;
 		}
-		if (w->st->ops->send_events == NULL || w->st->dead)
+		if (w->st->ops->send_events == NULL)
 			continue;
 		for (int32_t j = w->bhead; j >= 0; j = h->mt[j].next)
 			h->evs[h->mt[j].ev].need[w->prev_kv] = true;
-		encoded = true;
+		fast = true;
 	}
-	if (encoded && !hub_encode(h)) {
-		blob_unref(h->blob);
-		h->blob = NULL;
-	}
+	encoded = fast && hub_encode(h);
 	for (i = 0; i < h->ntouched; i++) {
 		struct watch_w *w = h->touched[i];
-		if (w->state == W_SYNCED)
+		if (w->state != W_SYNCED || w->st->dead)
+			continue;
+		if (w->st->ops->send_events == NULL)
 			hub_deliver(h, w, rev);
+		else if (!encoded || !w_hold(h, w, rev))
+			w_fall_behind(h, w, rev);
 	}
-	blob_unref(h->blob);
-	h->blob = NULL;
+	if (h->npw == 0)
+		return;
+	if (!h->cfg.batch || (h->win[0] ? h->win[0]->len : 0) + (h->win[1] ? h->win[1]->len : 0) >=
+				     WATCH_BATCH_BYTES) {
+		hub_flush(h);
+	} else if (h->idle_init && !h->idle_on) {
+		uv_idle_start(&h->idle, hub_idle_cb);
+		h->idle_on = true;
+	}
 }
 
 static void hub_commit(void *arg, int64_t rev)
@@ -800,10 +935,19 @@ static void hub_attach(struct watch_hub *h)
 	h->last_rev = mvcc_rev(m);
 }
 
+/* Every entry point but the commit hook starts here: the batch goes out
+ * before anything else the hub sends or changes, so that no response
+ * overtakes events held for the same watcher. */
 static void hub_check_store(struct watch_hub *h)
 {
+	hub_flush(h);
 	if (h->srv->mvcc != h->store)
 		hub_attach(h);
+}
+
+void watch_hub_flush(struct watch_hub *h)
+{
+	hub_flush(h);
 }
 
 void watch_hub_store_changed(struct watch_hub *h)
@@ -1081,6 +1225,7 @@ int watch_hub_new(struct server *srv, struct watch_hub **out)
 	h->cfg.max_sync_revs = 1000;
 	h->cfg.max_resp_bytes = 1u << 20;
 	h->cfg.max_sync_watchers = 512;
+	h->cfg.batch = srv->loop != NULL;
 	RB_INIT(&h->keys);
 	RB_INIT(&h->ranges);
 	TAILQ_INIT(&h->unsynced);
@@ -1092,15 +1237,21 @@ int watch_hub_new(struct server *srv, struct watch_hub **out)
 		/* Idle watch streams alone must not keep the loop running. */
 		uv_unref((uv_handle_t *)&h->timer);
 		h->timer_init = true;
+		uv_idle_init(srv->loop, &h->idle);
+		h->idle.data = h;
+		uv_unref((uv_handle_t *)&h->idle);
+		h->idle_init = true;
 	}
 	hub_attach(h);
 	*out = h;
 	return 0;
 }
 
-static void hub_timer_closed(uv_handle_t *t)
+static void hub_handle_closed(uv_handle_t *t)
 {
-	free(t->data);
+	struct watch_hub *h = t->data;
+	if (--h->closing == 0)
+		free(h);
 }
 
 void watch_hub_free(struct watch_hub *h)
@@ -1109,6 +1260,11 @@ void watch_hub_free(struct watch_hub *h)
 
 	if (h == NULL)
 		return;
+	/* Nothing is sent from here on: the batch is dropped. */
+	for (size_t i = 0; i < h->npw; i++)
+		h->pw[i]->pending = false;
+	h->npw = 0;
+	hub_flush(h);
 	while ((st = LIST_FIRST(&h->streams)) != NULL)
 		watch_stream_free(st);
 	if (h->store != NULL && h->store == h->srv->mvcc) {
@@ -1119,12 +1275,19 @@ void watch_hub_free(struct watch_hub *h)
 	free(h->mt);
 	free(h->touched);
 	free(h->chg);
+	free(h->pend);
+	free(h->pw);
 	arena_close(&h->arena);
 	if (h->timer_init && !uv_is_closing((uv_handle_t *)&h->timer)) {
-		uv_close((uv_handle_t *)&h->timer, hub_timer_closed);
-		return;
+		h->closing++;
+		uv_close((uv_handle_t *)&h->timer, hub_handle_closed);
 	}
-	free(h);
+	if (h->idle_init && !uv_is_closing((uv_handle_t *)&h->idle)) {
+		h->closing++;
+		uv_close((uv_handle_t *)&h->idle, hub_handle_closed);
+	}
+	if (h->closing == 0)
+		free(h);
 }
 
 struct watch_config *watch_hub_config(struct watch_hub *h)
@@ -1175,6 +1338,8 @@ void watch_stream_free(struct watch_stream *st)
 	if (st == NULL)
 		return;
 	h = st->hub;
+	/* The batch may point at its watchers. */
+	hub_flush(h);
 	while ((w = RB_ROOT(&st->ids)) != NULL)
 		w_free(st, w);
 	LIST_REMOVE(st, link);

@@ -12,10 +12,16 @@
  * packs them onto the gRPC stream).
  *
  * Fan-out cost: a revision's events are encoded once (per prev_kv choice)
- * into one shared buffer, and a sink that offers send_events gets, for each
+ * into a shared buffer, and a sink that offers send_events gets, for each
  * watcher, a slice of those bytes to queue behind its own small head
  * (header and watch id; watch_head_encode): no per-watcher protobuf work or
- * copy of the events.  A sink without it gets protobuf structs (send).
+ * copy of the events.  With cfg.batch (on under a loop) those events are
+ * held until the end of the loop turn, so a watcher gets one response for
+ * all the revisions applied in a turn (whole revisions, in order, header at
+ * the hub's revision, as etcd's catch-up responses): the fan-out costs per
+ * watcher and turn, not per watcher and revision, and the apply loop keeps
+ * up with the writes however many watchers there are.  A sink without
+ * send_events gets protobuf structs (send), one response per revision.
  *
  * Slow consumers: before sending, the hub asks the sink how many bytes the
  * transport still holds for that stream.  Above high_water the watcher is
@@ -91,6 +97,10 @@ struct watch_config {
 	int64_t max_sync_revs;    /* first catch-up window, in revisions (etcd: 1000) */
 	size_t max_resp_bytes;    /* split catch-up responses (at revision bounds) */
 	unsigned max_sync_watchers; /* catch-up steps per tick (etcd: 512) */
+	/* Hold live events for fast-path sinks until the end of the loop turn
+	 * (or watch_hub_flush): one response per watcher and turn.  On with a
+	 * loop; off (one response per revision, at once) without. */
+	bool batch;
 };
 
 #define WATCH_TICK_MS 100
@@ -118,6 +128,8 @@ void watch_hub_stats(struct watch_hub *h, struct watch_stats *st);
 /* Catch-up, progress notifications, sink checks, store-swap detection.
  * now_ms only needs to be monotonic. */
 void watch_hub_tick(struct watch_hub *h, uint64_t now_ms);
+/* Sends what the batch holds now (the loop does at the end of each turn). */
+void watch_hub_flush(struct watch_hub *h);
 /* Optional fast path for fsm after it swapped srv->mvcc (the hub would
  * notice within one tick anyway). */
 void watch_hub_store_changed(struct watch_hub *h);

@@ -253,6 +253,9 @@ static int64_t watch(struct tsink *s, const struct wopt *o)
 	size_t before = s->n;
 	assert_int_equal(create(s, o), 0);
 	assert_true(s->n > before);
+	/* events held for the stream's other watchers go out first */
+	while (before < s->n - 1 && !s->r[before].created)
+		before++;
 	assert_true(s->r[before].created);
 	assert_false(s->r[before].canceled);
 	return s->r[before].watch_id;
@@ -547,6 +550,96 @@ static void test_compacted(void **state)
 	assert_int_equal(s.n, 1);
 	watch_stream_free(s.st);
 	tsink_close(&s);
+	fx_close(&f);
+}
+
+/* Batching: a fast-path watcher gets the revisions of one batch in one
+ * response (header at the last), a protobuf-path one a response per
+ * revision at once; a watcher whose stream fills up with events held falls
+ * behind to the first of them and gets them all from history. */
+static void test_batch(void **state)
+{
+	struct fx f;
+	struct tsink fast, pb, slow;
+	int64_t deleted;
+	(void)state;
+
+	fx_init(&f);
+	watch_hub_config(f.h)->batch = true;
+	watch_hub_config(f.h)->high_water = 10;
+	watch_hub_config(f.h)->low_water = 5;
+	open_stream(&f, &fast);
+	tsink_ops_used = &tsink_pb_ops;
+	open_stream(&f, &pb);
+	tsink_ops_used = &tsink_ops;
+	open_stream(&f, &slow);
+	watch(&fast, &(struct wopt){.key = "a", .end = "b"});
+	watch(&fast, &(struct wopt){.key = "a1", .prev_kv = true});
+	watch(&pb, &(struct wopt){.key = "a", .end = "b"});
+	watch(&slow, &(struct wopt){.key = "a1"});
+	tsink_clear(&fast);
+	tsink_clear(&pb);
+	tsink_clear(&slow);
+	put(&f, "a1", "x"); /* 2 */
+	put(&f, "zz", "x"); /* 3: nobody's */
+	put(&f, "a2", "y"); /* 4 */
+	slow.pending = 1000; /* full from here on */
+	put(&f, "a1", "z"); /* 5 */
+	assert_int_equal(mvcc_delete_range(f.srv.mvcc, S("a2"), NULL, 0, &deleted), 0); /* 6 */
+	assert_int_equal(fast.n, 0);
+	assert_int_equal(slow.n, 0);
+	assert_int_equal(pb.n, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_int_equal(pb.r[i].nev, 1);
+	watch_hub_flush(f.h);
+	assert_int_equal(fast.n, 2);
+	assert_int_equal(fast.encoded, 2);
+	{
+		/* in the order they were first matched: the key watcher first */
+		const struct tresp *r0 = &fast.r[1], *r1 = &fast.r[0];
+		assert_int_equal(r0->watch_id, 0);
+		assert_int_equal(r0->rev, 6);
+		assert_int_equal(r0->nev, 4);
+		assert_int_equal(r0->ev[0].mod, 2);
+		assert_memory_equal(r0->ev[1].key, "a2", 2);
+		assert_int_equal(r0->ev[2].mod, 5);
+		assert_true(r0->ev[3].del);
+		assert_int_equal(r1->watch_id, 1);
+		assert_int_equal(r1->rev, 6);
+		assert_int_equal(r1->nev, 2);
+		assert_false(r1->ev[0].has_prev);
+		assert_true(r1->ev[1].has_prev);
+		assert_string_equal(r1->ev[1].pval, "x");
+	}
+	/* the full stream got nothing, and lost nothing */
+	assert_int_equal(slow.n, 0);
+	slow.pending = 0;
+	fx_tick(&f);
+	assert_int_equal(slow.n, 1);
+	assert_int_equal(slow.r[0].nev, 2);
+	assert_int_equal(slow.r[0].ev[0].mod, 2);
+	assert_int_equal(slow.r[0].ev[1].mod, 5);
+	/* any other request flushes first: nothing overtakes held events */
+	tsink_clear(&fast);
+	put(&f, "a3", "w"); /* 7 */
+	assert_int_equal(fast.n, 0);
+	assert_int_equal(watch_stream_progress(fast.st), 0);
+	assert_int_equal(fast.n, 2);
+	assert_int_equal(fast.r[0].nev, 1);
+	assert_int_equal(fast.r[1].watch_id, -1);
+	assert_int_equal(fast.r[1].rev, 7);
+	/* a batch of WATCH_BATCH_BYTES goes out by itself */
+	tsink_clear(&fast);
+	for (int i = 0; i < 10000 && fast.n == 0; i++)
+		put(&f, "a4", "twenty bytes value..");
+	assert_int_equal(fast.n, 1);
+	assert_true(fast.r[0].nev > 1000);
+	watch_stream_free(fast.st);
+	watch_stream_free(pb.st);
+	watch_stream_free(slow.st);
+	tsink_close(&fast);
+	tsink_close(&pb);
+	tsink_close(&slow);
 	fx_close(&f);
 }
 
@@ -929,9 +1022,14 @@ static void rnd_write(struct fx *f, struct model *m)
  * random writes, random stalls of the streams, ticks; at the end every
  * watcher has exactly its events, in order, once.
  */
+/* Scenarios with the hub batching (flushed at random points, as loop
+ * turns would): responses may then hold several revisions. */
+static bool scenario_batch;
+
 static void scenario(unsigned seed, int nstreams, int nwatch, int nops, bool stalls,
 		     bool history, size_t *checked)
 {
+	bool live_only = !stalls && !history && !scenario_batch;
 	struct fx f;
 	struct model m;
 	struct tsink *s = calloc((size_t)nstreams, sizeof(*s));
@@ -946,6 +1044,7 @@ static void scenario(unsigned seed, int nstreams, int nwatch, int nops, bool sta
 	watch_hub_config(f.h)->max_resp_bytes = (size_t)(rand() % 200);
 	watch_hub_config(f.h)->high_water = 10;
 	watch_hub_config(f.h)->low_water = 5;
+	watch_hub_config(f.h)->batch = scenario_batch;
 	for (int i = 0; i < nstreams; i++)
 		open_stream(&f, &s[i]);
 	if (history)
@@ -977,11 +1076,14 @@ static void scenario(unsigned seed, int nstreams, int nwatch, int nops, bool sta
 		rnd_write(&f, &m);
 		if (rand() % 3 == 0)
 			fx_tick(&f);
+		else if (scenario_batch && rand() % 3 == 0)
+			watch_hub_flush(f.h);
 		if (rand() % 50 == 0 && made > 0) {
 			struct rwatch *x = &w[rand() % made];
 			if (!x->canceled) {
 				x->canceled = true;
-				check_watcher(&m, x, !stalls && !history);
+				watch_hub_flush(f.h);
+				check_watcher(&m, x, live_only);
 				assert_int_equal(watch_stream_cancel(x->s->st, x->id), 0);
 			}
 		}
@@ -1001,8 +1103,9 @@ static void scenario(unsigned seed, int nstreams, int nwatch, int nops, bool sta
 		watch_hub_stats(f.h, &st);
 		assert_int_equal(st.unsynced, 0);
 	}
+	watch_hub_flush(f.h);
 	for (int i = 0; i < made; i++) {
-		check_watcher(&m, &w[i], !stalls && !history);
+		check_watcher(&m, &w[i], live_only);
 		*checked += w[i].got;
 	}
 	for (int i = 0; i < nstreams; i++) {
@@ -1040,6 +1143,23 @@ static void test_random_live_sinks(void **state)
 	tsink_ops_used = &tsink_ops;
 	printf("random live, mixed sinks: %zu events checked\n", checked);
 	assert_true(checked > 5000);
+}
+
+/* The same with the hub batching, mixed sinks. */
+static void test_random_batch(void **state)
+{
+	size_t checked = 0;
+	(void)state;
+	scenario_batch = true;
+	tsink_ops_used = NULL;
+	for (unsigned seed = 500; seed < 700; seed++)
+		scenario(seed, 1 + (int)(seed % 4), 40, 120, seed % 3 == 0, seed % 4 == 0, &checked);
+	tsink_ops_used = &tsink_ops;
+	for (unsigned seed = 700; seed < 800; seed++)
+		scenario(seed, 1 + (int)(seed % 4), 40, 120, seed % 2 == 0, false, &checked);
+	scenario_batch = false;
+	printf("random batched: %zu events checked\n", checked);
+	assert_true(checked > 10000);
 }
 
 static void test_random_history(void **state)
@@ -1222,9 +1342,11 @@ int main(void)
 		cmocka_unit_test(test_progress),
 		cmocka_unit_test(test_compacted),
 		cmocka_unit_test(test_dead_stream),
+		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_random_matching),
 		cmocka_unit_test(test_random_live),
 		cmocka_unit_test(test_random_live_sinks),
+		cmocka_unit_test(test_random_batch),
 		cmocka_unit_test(test_random_history),
 		cmocka_unit_test(test_random_slow_consumers),
 		cmocka_unit_test(test_store_swap),
