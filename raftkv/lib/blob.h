@@ -14,7 +14,7 @@
 
 struct blob {
 	uint32_t refs;
-	size_t len;
+	size_t len;       /* bytes of data[]: all there is once shared (rpc_call_send_raw) */
 	uint8_t data[];
 };
 

@@ -761,6 +761,19 @@ static int grpc_call_send_raw(struct rpc_call *call, const uint8_t *head, size_t
 		return -KV_EINTERNAL;
 	if ((rv = grpc_call_room(call, head_len + len)) != 0)
 		return rv;
+	/* A reference keeps the whole blob alive as long as the message
+	 * waits, and the budget counts only the slice: a watcher of one small
+	 * key that never reads would hold every big value encoded beside its
+	 * events.  A slice under half the blob is copied instead, so that a
+	 * queue never keeps alive more than twice what it counts. */
+	if (len && len < blob->len / 2) {
+		o = grpc_out_new(head_len + len, head_len + len);
+		if (!o)
+			return -KV_ENOMEM;
+		memcpy(o->data + 5, head, head_len);
+		memcpy(o->data + 5 + head_len, blob->data + off, len);
+		return grpc_call_queue(call, o);
+	}
 	o = grpc_out_new(head_len + len, head_len);
 	if (!o)
 		return -KV_ENOMEM;

@@ -72,7 +72,9 @@ int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg);
  * by blob[off, off + len) (referenced until written, never copied here).
  * Lets a fan-out share one encoding between many calls.  The message counts
  * in full against the call's output (rpc_call_pending_bytes) and the
- * transport's bounds, exactly as rpc_call_send would.  -KV_EUNIMPLEMENTED
+ * transport's bounds, exactly as rpc_call_send would; a slice under half of
+ * blob->len is copied, so a queue keeps alive at most twice what it counts
+ * (blob->len must be what the blob holds allocated).  -KV_EUNIMPLEMENTED
  * when the transport cannot (the JSON gateway re-encodes every message):
  * rpc_call_can_send_raw() tells beforehand. */
 struct blob;

@@ -791,6 +791,18 @@ static void w_send_held(struct watch_hub *h, struct watch_w *w)
  * response each. */
 static void hub_flush(struct watch_hub *h)
 {
+	for (int k = 0; k < 2; k++) {
+		struct blob *b = h->win[k];
+		/* The transport judges what a reference keeps alive by b->len
+		 * (rpc_call_send_raw): give back the doubling's slack first. */
+		if (b != NULL && b->len > 0 && h->win_cap[k] > b->len) {
+			b = realloc(b, sizeof(*b) + b->len);
+			if (b != NULL) {
+				h->win[k] = b;
+				h->win_cap[k] = b->len;
+			}
+		}
+	}
 	for (size_t i = 0; i < h->npw; i++) {
 		struct watch_w *w = h->pw[i];
 		/* Not pending: it left the synced set since (its next_rev

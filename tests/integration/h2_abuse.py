@@ -27,6 +27,15 @@ phase is judged:
                  without reading: the server must keep its output for them
                  bounded and close the PING flooder (keepalive, with
                  SERVER_ARGS, usually closes the others too);
+  slow_watch     watchers that take nothing: 2 connections of 4 Watch
+                 streams (on one small key; on the prefix of both keys, so
+                 past their high water within a second) that read the
+                 socket and answer PINGs but never open a flow-control
+                 window, while one reader (windows wide open) watches a big
+                 key and a writer changes both in one txn (a 256 KB value
+                 beside a small one) as fast as it can, compacting as it
+                 goes: the answers held for the slow streams must cost what
+                 they hold, not the big values written beside them;
   partial        gRPC requests that never finish: 80 streams of 2 MB
                  messages sent but for their last 10 KB, within the
                  server's flow-control windows (python3-h2);
@@ -104,6 +113,8 @@ ETCD_KNOWN_WEAK = {
     "ping_flood": "queues every PING ACK: 430 MB, slowest request 1.1 s",
     "never_read": "answers every request into memory: 1.1 GB for 800 MB asked",
     "partial": "buffers every partial message: 250 MB for 160 MB sent",
+    "slow_watch": "its RSS grows with the 256 KB values written, compacted or not: 1.4-1.5 GB "
+                  "within the phase, as much without the slow watchers",
     "slowloris": "no read timeouts: slow prefaces and heads stay open",
 }
 
@@ -224,6 +235,63 @@ class Conn:
             self.s.close()
         except OSError:
             pass
+
+
+def watch_create_msg(key, range_end=b""):
+    """A gRPC-framed etcdserverpb.WatchRequest creating a watcher on key
+    (up to range_end when given)."""
+    create = b"\x0a" + varint(len(key)) + key
+    if range_end:
+        create += b"\x12" + varint(len(range_end)) + range_end
+    pb = b"\x0a" + varint(len(create)) + create
+    return b"\x00" + struct.pack(">I", len(pb)) + pb
+
+
+class FrameReader:
+    """Reads what a connection gets, frame by frame, without keeping it:
+    answers PING and SETTINGS (a client that does only that looks alive to
+    keepalive) and counts the DATA bytes.  It never sends WINDOW_UPDATE: a
+    stream gets only its initial window, as from a client whose application
+    does not read its stream."""
+
+    def __init__(self, conn):
+        self.c = conn
+        self.buf = bytearray()
+        self.data = 0
+
+    def pump(self):
+        c = self.c
+        while not c.dead:
+            p = select.poll()
+            p.register(c.s, select.POLLIN)
+            if not p.poll(0):
+                break
+            try:
+                b = c.s.recv(1 << 20)
+            except OSError:
+                b = b""
+            if not b:
+                c.dead = True
+                break
+            self.buf += b
+        pos, acks = 0, []
+        while len(self.buf) - pos >= 9:
+            n = struct.unpack(">I", b"\x00" + self.buf[pos:pos + 3])[0]
+            if len(self.buf) - pos < 9 + n:
+                break
+            t, flags = self.buf[pos + 3], self.buf[pos + 4]
+            if t == PING and not flags & ACK:
+                acks.append(frame(PING, ACK, 0, bytes(self.buf[pos + 9:pos + 17])))
+            elif t == SETTINGS and not flags & ACK:
+                acks.append(frame(SETTINGS, ACK, 0))
+            elif t == DATA:
+                self.data += n
+            elif t == GOAWAY:
+                c.goaway = True
+            pos += 9 + n
+        del self.buf[:pos]
+        if acks:
+            c.send(b"".join(acks), timeout=1.0)
 
 
 # --- the attacks (each runs in a child process, prints one JSON line) -------
@@ -418,6 +486,57 @@ def attack_never_read(port, until):
     return st
 
 
+def attack_slow_watch(port, until):
+    """Slow watchers of a small key beside a big one written in the same
+    revisions: what the server holds for them must stay as small as what
+    they were sent (a response that kept a shared encoding of the whole
+    revision alive would hold every big value written meanwhile)."""
+    import cluster
+    block = hpack_plain(grpc_headers(port, "/etcdserverpb.Watch/Watch"))
+    # the reader: every window as wide as HTTP/2 allows, drained at once
+    wide = settings((4, 0x7fffffff)) + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0x7fffffff - 65535))
+    reader = FrameReader(Conn(port, hello=wide))
+    sid = reader.c.stream()
+    reader.c.send(frame(HEADERS, END_HEADERS, sid, block) + frame(DATA, 0, sid, watch_create_msg(b"sw/big")))
+    # the slow: on one connection watchers of the small key only; on the
+    # other of the prefix sw/, big values included, whose streams pass
+    # their high water within a second and must stop there
+    slow = []
+    for create in (watch_create_msg(b"sw/small"), watch_create_msg(b"sw/", b"sw0")):
+        r = FrameReader(Conn(port))
+        for _ in range(4):
+            sid = r.c.stream()
+            r.c.send(frame(HEADERS, END_HEADERS, sid, block) + frame(DATA, 0, sid, create))
+        slow.append(r)
+    w = cluster.py_client(port, timeout=10)
+    big = b"B" * 262144
+    st = {"txns": 0, "compactions": 0, "reader_bytes": 0, "slow_bytes": 0, "dropped": 0}
+    while time.monotonic() < until:
+        try:
+            w.transaction(compare=[], success=[w.transactions.put("sw/small", "s%d" % st["txns"]),
+                                                          w.transactions.put("sw/big", big)], failure=[])
+        except Exception:
+            time.sleep(0.05)   # the server is slow under the other load: go on
+            continue
+        st["txns"] += 1
+        if st["txns"] % 20 == 0:
+            # keeps the store's history (256 KB a revision) small
+            try:
+                w.compact(w.get("sw/small")[1].mod_revision)
+                st["compactions"] += 1
+            except Exception:
+                pass
+        for r in [reader] + slow:
+            r.pump()
+    for r in [reader] + slow:
+        r.pump()
+    st["reader_bytes"] = reader.data
+    st["slow_bytes"] = sum(r.data for r in slow)
+    st["dropped"] = sum(r.c.dead for r in slow)
+    w.close()
+    return st
+
+
 def attack_partial(port, until):
     """Requests that never finish: gRPC Puts announcing 2,000,000-byte
     messages, sent but for their last 10 KB, 40 streams on each of 2
@@ -553,6 +672,7 @@ ATTACKS = {
     "headers": (attack_headers, 5),
     "window_data": (attack_window_data, 5),
     "never_read": (attack_never_read, 10),
+    "slow_watch": (attack_slow_watch, 10),
     "partial": (attack_partial, 8),
     "slowloris": (attack_slowloris, 14),
 }
