@@ -201,8 +201,11 @@ def workloads(quick, size):
                                    "--conns", "100", "--total", str(20000 * n)]),
         ("txn-put, 100 clients", ["txn-put", "--clients", "100", "--conns", "10", "--total", str(4000 * n),
                                   "--val-size", "256", "--key-space-size", "100000"]),
+        # Puts from 100 clients in flight, so that the figure is the fan-out
+        # to the 1000 watchers and not one client's put latency.
         ("watch, 1000 watchers", ["watch", "--streams", "10", "--watch-per-stream", "100",
-                                  "--put-total", str(200 * n), "--val-size", "256"]),
+                                  "--conns", "10", "--clients", "100",
+                                  "--put-total", str(2000 * n), "--val-size", "256"]),
     ]
     return w
 
