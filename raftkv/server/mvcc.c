@@ -14,7 +14,12 @@
  *    revision does without;
  *  - the nodes are indexed by a B+tree of pointers (bt_*): ~10 bytes a key
  *    instead of a red-black tree's 32, built in one pass from sorted keys
- *    when a snapshot is loaded.
+ *    when a snapshot is loaded;
+ *  - nodes and records are carved out of slabs of their own (mem_*): no
+ *    per-object malloc header or rounding, and no request's short-lived
+ *    objects between them, which would pin heap pages once freed.  Memory
+ *    is only freed by a compaction, which also moves what survives in
+ *    half-empty slabs, so that they can be unmapped.
  * Records never move or change once written: readers and responses point
  * into them until the next compaction (mvcc.h).  So a put adds a record
  * rather than replacing the inline one.  A compaction may move anything: a
@@ -28,6 +33,17 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define MEM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define MEM_POISON(p, n) ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #include "lib/err.h"
 
@@ -64,6 +80,145 @@ struct mvcc_key {
 	uint32_t klen;
 	uint8_t key[]; /* klen bytes, padding to 8, the inline record */
 };
+
+/* --- memory: slabs --------------------------------------------------------
+ * A slab is an mmap aligned on MEM_SLAB bytes, so that an object's slab is
+ * its address rounded down.  Objects are bump-allocated from the current
+ * slab (8-byte aligned, no header); one larger than MEM_BIG gets a slab of
+ * its own (it starts in its first MEM_SLAB bytes, so the rounding still
+ * finds the header).  A slab counts its live bytes; freeing only counts
+ * (the space is not reused), a slab with nothing live is unmapped, and a
+ * compaction moves the survivors of slabs less than half live (mvcc_compact)
+ * so that those empty out. */
+#define MEM_SLAB ((size_t)1 << 20)
+#define MEM_HEAD 64
+#define MEM_BIG (MEM_SLAB / 4)
+
+struct mem_slab {
+	struct mem_slab *prev, *next; /* every slab of the store */
+	size_t size;                  /* of the mapping */
+	size_t used;                  /* bump offset */
+	size_t live;                  /* bytes allocated and not freed */
+	bool evacuate;                /* a compaction is moving its objects */
+};
+
+struct mem {
+	struct mem_slab *slabs;
+	struct mem_slab *cur;  /* where small objects are carved from */
+	uint64_t mapped;       /* bytes of all slabs */
+};
+
+static size_t mem_round(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+static struct mem_slab *mem_slab_of(const void *p)
+{
+	return (struct mem_slab *)((uintptr_t)p & ~(uintptr_t)(MEM_SLAB - 1));
+}
+
+/* A new slab of at least size bytes (header included), aligned. */
+static struct mem_slab *mem_slab_new(struct mem *mm, size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t len = (size + page - 1) & ~(page - 1), map;
+	uint8_t *raw, *at;
+	struct mem_slab *s;
+
+	if (len < size || len > SIZE_MAX - MEM_SLAB)
+		return NULL;
+	map = len + MEM_SLAB;
+	raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	at = (uint8_t *)(((uintptr_t)raw + MEM_SLAB - 1) & ~(uintptr_t)(MEM_SLAB - 1));
+	if (at > raw)
+		munmap(raw, (size_t)(at - raw));
+	if (raw + map > at + len)
+		munmap(at + len, (size_t)(raw + map - (at + len)));
+	s = (struct mem_slab *)at;
+	s->size = len;
+	s->used = MEM_HEAD;
+	s->live = 0;
+	s->evacuate = false;
+	s->prev = NULL;
+	s->next = mm->slabs;
+	if (mm->slabs != NULL)
+		mm->slabs->prev = s;
+	mm->slabs = s;
+	mm->mapped += len;
+	MEM_POISON(at + MEM_HEAD, len - MEM_HEAD);
+	return s;
+}
+
+static void mem_slab_free(struct mem *mm, struct mem_slab *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		mm->slabs = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	if (mm->cur == s)
+		mm->cur = NULL;
+	mm->mapped -= s->size;
+	MEM_UNPOISON(s, s->size);
+	munmap(s, s->size);
+}
+
+static void *mem_alloc(struct mem *mm, size_t n)
+{
+	struct mem_slab *s = mm->cur;
+	void *p;
+
+	n = mem_round(n);
+	if (n == 0 || n > SIZE_MAX / 2)
+		return NULL;
+	if (n > MEM_BIG) {
+		s = mem_slab_new(mm, MEM_HEAD + n);
+	} else if (s == NULL || s->size - s->used < n) {
+		s = mem_slab_new(mm, MEM_SLAB);
+		if (s != NULL) {
+			/* The old one keeps what it holds until that is freed. */
+			if (mm->cur != NULL && mm->cur->live == 0)
+				mem_slab_free(mm, mm->cur);
+			mm->cur = s;
+		}
+	}
+	if (s == NULL)
+		return NULL;
+	p = (uint8_t *)s + s->used;
+	s->used += n;
+	s->live += n;
+	MEM_UNPOISON(p, n);
+	return p;
+}
+
+static void mem_free(struct mem *mm, void *p, size_t n)
+{
+	struct mem_slab *s;
+
+	if (p == NULL)
+		return;
+	n = mem_round(n);
+	s = mem_slab_of(p);
+	s->live -= n;
+	MEM_POISON(p, n);
+	if (s->live > 0)
+		return;
+	if (s == mm->cur)
+		s->used = MEM_HEAD; /* carve from its start again */
+	else
+		mem_slab_free(mm, s);
+}
+
+static void mem_clear(struct mem *mm)
+{
+	while (mm->slabs != NULL)
+		mem_slab_free(mm, mm->slabs);
+	mm->cur = NULL;
+}
 
 /* --- the index: a B+tree of key nodes ----------------------------------
  * Leaves hold up to BT_FAN node pointers in key order and are chained;
@@ -107,6 +262,7 @@ struct bt_path {
 
 struct mvcc {
 	struct bt tree;
+	struct mem mem;
 	int64_t rev;
 	int64_t compact_rev;
 	uint64_t bytes;
@@ -247,9 +403,15 @@ static void rec_read(const struct mvcc_rec *r, struct rec_fields *f)
 	f->val = rec_val(r);
 }
 
-static struct mvcc_rec *rec_new(const struct rec_fields *f)
+/* The bytes r takes. */
+static size_t rec_len(const struct mvcc_rec *r)
 {
-	struct mvcc_rec *r = malloc(rec_size(f));
+	return REC_HEAD + 8 * rec_nstored(rec_fl(r)) + rec_vlen(r);
+}
+
+static struct mvcc_rec *rec_new(struct mem *mm, const struct rec_fields *f)
+{
+	struct mvcc_rec *r = mem_alloc(mm, rec_size(f));
 	if (r != NULL)
 		rec_write(r, f);
 	return r;
@@ -267,10 +429,17 @@ static struct mvcc_rec *node_inline(const struct mvcc_key *n)
 	return (struct mvcc_rec *)(n->key + key_pad(n->klen));
 }
 
-/* A node for key holding f inline (not linked anywhere). */
-static struct mvcc_key *node_new(const uint8_t *key, size_t klen, const struct rec_fields *f)
+/* The bytes n takes (its inline record included). */
+static size_t node_len(const struct mvcc_key *n)
 {
-	struct mvcc_key *n = malloc(offsetof(struct mvcc_key, key) + key_pad(klen) + rec_size(f));
+	return offsetof(struct mvcc_key, key) + key_pad(n->klen) + rec_len(node_inline(n));
+}
+
+/* A node for key holding f inline (not linked anywhere). */
+static struct mvcc_key *node_new(struct mem *mm, const uint8_t *key, size_t klen,
+				 const struct rec_fields *f)
+{
+	struct mvcc_key *n = mem_alloc(mm, offsetof(struct mvcc_key, key) + key_pad(klen) + rec_size(f));
 	if (n == NULL)
 		return NULL;
 	n->many = NULL;
@@ -291,20 +460,20 @@ static struct mvcc_rec *node_last(const struct mvcc_key *n)
 	return node_rec(n, n->nrec - 1);
 }
 
-static void node_rec_free(const struct mvcc_key *n, struct mvcc_rec *r)
+static void node_rec_free(struct mem *mm, const struct mvcc_key *n, struct mvcc_rec *r)
 {
 	if (r != node_inline(n))
-		free(r);
+		mem_free(mm, r, rec_len(r));
 }
 
-static void node_free(struct mvcc_key *n)
+static void node_free(struct mem *mm, struct mvcc_key *n)
 {
 	if (n->many != NULL) {
 		for (uint32_t i = 0; i < n->nrec; i++)
-			node_rec_free(n, n->many[i]);
+			node_rec_free(mm, n, n->many[i]);
 		free(n->many);
 	}
-	free(n);
+	mem_free(mm, n, node_len(n));
 }
 
 static uint32_t rec_cap(uint32_t nrec)
@@ -361,7 +530,7 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 	if (left == 0) {
 		for (uint32_t i = 0; i < n->nrec; i++)
 			m->bytes -= rec_bytes(n, node_rec(n, i));
-		node_free(n);
+		node_free(&m->mem, n);
 		return NULL;
 	}
 	/* drop > 0 and left > 0: n has a many array. */
@@ -370,7 +539,7 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 		if (n->many[i] == inl)
 			inline_dropped = true;
 		else
-			free(n->many[i]);
+			mem_free(&m->mem, n->many[i], rec_len(n->many[i]));
 	}
 	memmove(n->many, n->many + drop, (size_t)left * sizeof(*n->many));
 	n->nrec = left;
@@ -379,7 +548,7 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 		struct rec_fields f;
 		struct mvcc_key *nn;
 		rec_read(last, &f);
-		nn = node_new(n->key, n->klen, &f);
+		nn = node_new(&m->mem, n->key, n->klen, &f);
 		if (nn == NULL) {
 			/* Keep the dead inline bytes: node_inline() is still
 			 * not a retained record, which node_rec_free tolerates. */
@@ -392,8 +561,9 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 		} else {
 			free(n->many);
 		}
-		free(last);
-		free(n);
+		mem_free(&m->mem, last, rec_len(last));
+		/* n's inline record is the dead one: the size is its own still. */
+		mem_free(&m->mem, n, offsetof(struct mvcc_key, key) + key_pad(n->klen) + rec_len(inl));
 		return nn;
 	}
 	if (left == 1 && n->many[0] == inl) {
@@ -753,10 +923,12 @@ struct mvcc *mvcc_new(void)
 
 static void mvcc_clear(struct mvcc *m)
 {
+	/* The history arrays are malloc'd; nodes and records go with the slabs. */
 	for (struct bt_leaf *l = bt_first(&m->tree); l != NULL; l = l->next)
 		for (uint32_t i = 0; i < l->h.n; i++)
-			node_free(l->k[i]);
+			free(l->k[i]->many);
 	bt_free(&m->tree);
+	mem_clear(&m->mem);
 	m->rev = 1;
 	m->compact_rev = -1;
 	m->bytes = 0;
@@ -809,6 +981,11 @@ uint64_t mvcc_bytes(const struct mvcc *m)
 uint64_t mvcc_live_keys(const struct mvcc *m)
 {
 	return m->live;
+}
+
+uint64_t mvcc_mem_bytes(const struct mvcc *m)
+{
+	return m->mem.mapped;
 }
 
 void mvcc_txn_begin(struct mvcc *m)
@@ -865,23 +1042,23 @@ static int put_locked(struct mvcc *m, const uint8_t *key, size_t klen, const uin
 	f.create = prev ? rec_create(prev) : m->rev + 1;
 	f.version = prev ? rec_version(prev) + 1 : 1;
 	if (n == NULL) {
-		n = node_new(key, klen, &f);
+		n = node_new(&m->mem, key, klen, &f);
 		if (n == NULL)
 			return -KV_ENOMEM;
 		rv = bt_insert(&m->tree, &path, n);
 		if (rv != 0) {
-			free(n);
+			node_free(&m->mem, n);
 			return rv;
 		}
 		m->nkeys++;
 		r = node_inline(n);
 	} else {
-		r = rec_new(&f);
+		r = rec_new(&m->mem, &f);
 		if (r == NULL)
 			return -KV_ENOMEM;
 		rv = node_append(n, r);
 		if (rv != 0) {
-			free(r);
+			mem_free(&m->mem, r, rec_len(r));
 			return rv;
 		}
 	}
@@ -960,12 +1137,12 @@ static int delete_locked(struct mvcc *m, const uint8_t *key, size_t klen, const 
 		int rv;
 		if (!rec_live(prev))
 			continue;
-		r = rec_new(&f);
+		r = rec_new(&m->mem, &f);
 		if (r == NULL)
 			return -KV_ENOMEM;
 		rv = node_append(n, r);
 		if (rv != 0) {
-			free(r);
+			mem_free(&m->mem, r, rec_len(r));
 			return rv;
 		}
 		m->live--;
@@ -1074,6 +1251,58 @@ bool mvcc_get(const struct mvcc *m, const uint8_t *key, size_t key_len, struct m
 	return true;
 }
 
+/* Marks the slabs less than half live (not the current one) for
+ * evacuation; false if there is none. */
+static bool mem_mark_sparse(struct mem *mm)
+{
+	bool any = false;
+	for (struct mem_slab *s = mm->slabs; s != NULL; s = s->next) {
+		s->evacuate = s != mm->cur && s->live * 2 < s->used - MEM_HEAD;
+		any |= s->evacuate;
+	}
+	return any;
+}
+
+static void mem_unmark(struct mem *mm)
+{
+	for (struct mem_slab *s = mm->slabs; s != NULL; s = s->next)
+		s->evacuate = false;
+}
+
+/* Moves n and its records out of slabs marked for evacuation; returns the
+ * node's new address (the old one if it stays, or when out of memory). */
+static struct mvcc_key *node_evacuate(struct mem *mm, struct mvcc_key *n)
+{
+	struct mvcc_rec *inl = node_inline(n);
+	struct mvcc_key *nn;
+	size_t len;
+
+	for (uint32_t i = 0; n->many != NULL && i < n->nrec; i++) {
+		struct mvcc_rec *r = n->many[i], *rr;
+		if (r == inl || !mem_slab_of(r)->evacuate)
+			continue;
+		len = rec_len(r);
+		rr = mem_alloc(mm, len);
+		if (rr == NULL)
+			continue;
+		memcpy(rr, r, len);
+		n->many[i] = rr;
+		mem_free(mm, r, len);
+	}
+	if (!mem_slab_of(n)->evacuate)
+		return n;
+	len = node_len(n);
+	nn = mem_alloc(mm, len);
+	if (nn == NULL)
+		return n;
+	memcpy(nn, n, len);
+	for (uint32_t i = 0; nn->many != NULL && i < nn->nrec; i++)
+		if (nn->many[i] == inl)
+			nn->many[i] = node_inline(nn);
+	mem_free(mm, n, len);
+	return nn;
+}
+
 int mvcc_compact(struct mvcc *m, int64_t rev)
 {
 	struct mvcc_key **keep, *n;
@@ -1105,12 +1334,19 @@ int mvcc_compact(struct mvcc *m, int64_t rev)
 				m->nkeys--;
 		}
 	}
+	/* What survives in half-empty slabs moves, so that they empty out:
+	 * the memory a compaction frees goes back to the system. */
+	if (mem_mark_sparse(&m->mem)) {
+		for (size_t i = 0; i < nk; i++)
+			keep[i] = node_evacuate(&m->mem, keep[i]);
+		mem_unmark(&m->mem);
+	}
 	bt_free(&m->tree);
 	rv = bt_build(&m->tree, nk ? keep : NULL, nk);
 	if (rv != 0) {
 		/* Fatal for the caller (mvcc.h); leave a consistent empty store. */
 		for (size_t i = 0; i < nk; i++)
-			node_free(keep[i]);
+			node_free(&m->mem, keep[i]);
 		m->nkeys = m->live = m->bytes = 0;
 	}
 	free(keep);
@@ -1410,22 +1646,24 @@ static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_key *l
 			return -KV_ECORRUPT;
 		prev = f;
 	}
-	n = node_new(key, klen, &f);
+	n = node_new(&m->mem, key, klen, &f);
 	if (n == NULL)
 		return -KV_ENOMEM;
 	if (nrec > 1) {
 		n->many = malloc((size_t)rec_cap(nrec) * sizeof(*n->many));
 		if (n->many == NULL) {
-			free(n);
+			node_free(&m->mem, n);
 			return -KV_ENOMEM;
 		}
 		n->nrec = nrec;
 		for (uint32_t i = 0; i + 1 < nrec; i++) {
 			decode_rec(&recs, &f);
-			n->many[i] = rec_new(&f);
+			n->many[i] = rec_new(&m->mem, &f);
 			if (n->many[i] == NULL) {
-				n->nrec = i;
-				node_free(n); /* frees what is listed, and the node */
+				/* List what exists (and the node itself) for node_free. */
+				n->many[i] = node_inline(n);
+				n->nrec = i + 1;
+				node_free(&m->mem, n);
 				return -KV_ENOMEM;
 			}
 		}
@@ -1477,7 +1715,7 @@ static int decode_body(struct mvcc *m, const uint8_t *data, size_t len)
 		m->nkeys = nkeys;
 	} else {
 		while (i-- > 0)
-			node_free(keys[i]);
+			node_free(&m->mem, keys[i]);
 	}
 	free(keys);
 	return rv;

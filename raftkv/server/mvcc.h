@@ -18,12 +18,13 @@
  *    key, all but the latest revision <= C (and that one too when it is a
  *    tombstone).  The compact revision starts at -1 (never compacted).
  *
- * Memory: one malloc per key, holding the key bytes and one revision (the
- * key's first; after a compaction, its latest) with its value inline, and
- * one per further revision; a key with one revision needs nothing else.
- * Fields that take their usual value (create = mod, version 1, lease 0) are
- * not stored.  The keys are indexed by a B+tree of pointers (~10 bytes a
- * key).
+ * Memory: one allocation per key, holding the key bytes and one revision
+ * (the key's first; after a snapshot load or a compaction, its latest) with
+ * its value inline, and one per further revision, all carved from slabs of
+ * the store's own; a key with one revision needs nothing else.  Fields that
+ * take their usual value (create = mod, version 1, lease 0) are not
+ * stored.  The keys are indexed by a B+tree of pointers (~10 bytes a key).
+ * Only a compaction gives memory back.
  *
  * Error returns: 0 or a negative KV_E* code (lib/err.h).  -KV_ENOMEM from a
  * write inside a transaction leaves that transaction partly applied: the
@@ -84,6 +85,9 @@ int64_t mvcc_compact_rev(const struct mvcc *m);
 uint64_t mvcc_bytes(const struct mvcc *m);
 /* Keys that currently exist (not deleted). */
 uint64_t mvcc_live_keys(const struct mvcc *m);
+/* Bytes of memory mapped for keys and values (the index and history arrays
+ * aside). */
+uint64_t mvcc_mem_bytes(const struct mvcc *m);
 
 /*
  * Write transactions.  Every write between begin and end shares the main

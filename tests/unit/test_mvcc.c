@@ -865,6 +865,59 @@ static void test_random_model(void **state)
 	mvcc_free(m);
 }
 
+/* Slabs: what a compaction frees goes back (survivors in half-empty slabs
+ * move), and everything stays readable through it. */
+static void test_slab_memory(void **state)
+{
+	struct mvcc *m = mvcc_new();
+	uint8_t val[100];
+	char key[16];
+	uint64_t full, after;
+	struct mvcc_kv kv;
+	(void)state;
+
+	memset(val, 'a', sizeof(val));
+	for (int i = 0; i < 30000; i++) {
+		snprintf(key, sizeof(key), "k%06d", i);
+		assert_int_equal(mvcc_put(m, S(key), val, sizeof(val), 0), 0);
+	}
+	/* ~140 bytes a key: 4.2 MB in 1 MiB slabs */
+	full = mvcc_mem_bytes(m);
+	assert_true(full >= 4u << 20 && full <= 6u << 20);
+	/* three keys in four twice more: their first two revisions will go,
+	 * and the first slabs keep a quarter of what they held */
+	for (int round = 0; round < 2; round++) {
+		memset(val, 'b' + round, sizeof(val));
+		for (int i = 0; i < 30000; i++) {
+			if (i % 4 == 0)
+				continue;
+			snprintf(key, sizeof(key), "k%06d", i);
+			assert_int_equal(mvcc_put(m, S(key), val, sizeof(val), 0), 0);
+		}
+	}
+	assert_true(mvcc_mem_bytes(m) > full + (4u << 20));
+	assert_int_equal(mvcc_compact(m, mvcc_rev(m)), 0);
+	after = mvcc_mem_bytes(m);
+	print_message("slabs: %llu KiB loaded, %llu KiB after 30000 overwrites and a compaction\n",
+		      (unsigned long long)full >> 10, (unsigned long long)after >> 10);
+	/* what is live is 30000 keys again: the quarter-live slabs were
+	 * emptied by moving their survivors */
+	assert_true(after <= full + (1u << 20));
+	for (int i = 0; i < 30000; i++) {
+		snprintf(key, sizeof(key), "k%06d", i);
+		assert_true(mvcc_get(m, S(key), &kv));
+		assert_int_equal(kv.value_len, sizeof(val));
+		assert_int_equal(kv.value[0], i % 4 ? 'c' : 'a');
+		assert_int_equal(kv.version, i % 4 ? 3 : 1);
+		assert_int_equal(kv.create_rev, 2 + i);
+	}
+	/* and writes go on */
+	put(m, "k000001", "z");
+	assert_true(mvcc_get(m, S("k000001"), &kv));
+	assert_int_equal(kv.version, 4);
+	mvcc_free(m);
+}
+
 /* 100,000 keys × 256 B: put, range with limit, encode, decode, compact. */
 static void test_scale(void **state)
 {
@@ -929,6 +982,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_mutations),
 		cmocka_unit_test(test_snapshot_garbage),
 		cmocka_unit_test(test_random_model),
+		cmocka_unit_test(test_slab_memory),
 		cmocka_unit_test(test_scale),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
