@@ -36,13 +36,31 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* gcc says __SANITIZE_ADDRESS__, clang only __has_feature (the fuzz build). */
 #if defined(__SANITIZE_ADDRESS__)
+#define MEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEM_ASAN 1
+#endif
+#endif
+
+/* Under ASan a slab is poisoned except for its live objects, and it is a
+ * LeakSanitizer root region: LSan scans malloc'd chunks, stacks and globals,
+ * never an mmap of ours, so without it the history arrays (malloc'd, and
+ * pointed to only by nodes in slabs) would be reported as leaks. */
+#ifdef MEM_ASAN
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 #define MEM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#define MEM_ROOT(p, n) __lsan_register_root_region((p), (n))
+#define MEM_UNROOT(p, n) __lsan_unregister_root_region((p), (n))
 #else
 #define MEM_POISON(p, n) ((void)(p), (void)(n))
 #define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#define MEM_ROOT(p, n) ((void)(p), (void)(n))
+#define MEM_UNROOT(p, n) ((void)(p), (void)(n))
 #endif
 
 #include "lib/err.h"
@@ -149,6 +167,7 @@ static struct mem_slab *mem_slab_new(struct mem *mm, size_t size)
 	mm->slabs = s;
 	mm->mapped += len;
 	MEM_POISON(at + MEM_HEAD, len - MEM_HEAD);
+	MEM_ROOT(at, len);
 	return s;
 }
 
@@ -163,6 +182,7 @@ static void mem_slab_free(struct mem *mm, struct mem_slab *s)
 	if (mm->cur == s)
 		mm->cur = NULL;
 	mm->mapped -= s->size;
+	MEM_UNROOT(s, s->size);
 	MEM_UNPOISON(s, s->size);
 	munmap(s, s->size);
 }
@@ -204,6 +224,10 @@ static void mem_free(struct mem *mm, void *p, size_t n)
 	n = mem_round(n);
 	s = mem_slab_of(p);
 	s->live -= n;
+#ifdef MEM_ASAN
+	/* A dead node's pointer must not keep a leaked array reachable. */
+	memset(p, 0, n);
+#endif
 	MEM_POISON(p, n);
 	if (s->live > 0)
 		return;
