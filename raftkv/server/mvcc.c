@@ -65,24 +65,22 @@
 
 #include "lib/err.h"
 
-/* Record flags, in the top 4 bits of mvcc_rec.lf. */
+/* Record flags: the first byte of a record. */
 #define REC_TOMB 0x01    /* a delete: version 0, create 0, lease 0, no value */
 #define REC_CREATE 0x02  /* create stored (else create == mod) */
 #define REC_VERSION 0x04 /* version stored (else 1) */
 #define REC_LEASE 0x08   /* lease stored (else 0) */
-#define REC_VLEN_BITS 28 /* the rest: the value length (MVCC_VALUE_MAX) */
 
-/* One revision of one key: 16 bytes, then the stored fields, 8 bytes each
- * (host order, unaligned) in the order create, version, lease, then the
- * value. */
+/* One revision of one key, byte-aligned: the flags byte, then as unsigned
+ * LEB128 varints the main revision, the sub-revision, the value length and
+ * the stored fields (create, version, lease, in that order, each only when
+ * its flag says so; a lease is its 64-bit pattern), then the value.  A
+ * put at a revision below 2^21 of a value under 16 KiB has a 7-byte
+ * header where fixed fields took 16. */
 struct mvcc_rec {
-	int64_t mod;     /* main revision of the write */
-	uint32_t sub;    /* order inside the main revision */
-	uint32_t lf;     /* value length | flags << REC_VLEN_BITS */
+	uint8_t fl;
 	uint8_t x[];
 };
-
-#define REC_HEAD offsetof(struct mvcc_rec, x)
 
 /* A record's fields, unpacked. */
 struct rec_fields {
@@ -91,12 +89,13 @@ struct rec_fields {
 	const uint8_t *val;
 };
 
-/* A key and its history.  many == NULL: one record, the inline one. */
-struct mvcc_key {
+/* A key and its history.  many == NULL: one record, the inline one.
+ * Packed: nodes are carved from slabs at byte granularity (mem_alloc). */
+struct __attribute__((packed)) mvcc_key {
 	struct mvcc_rec **many;
 	uint32_t nrec;
 	uint32_t klen;
-	uint8_t key[]; /* klen bytes, padding to 8, the inline record */
+	uint8_t key[]; /* klen bytes, then the inline record */
 };
 
 /* --- memory: slabs --------------------------------------------------------
@@ -126,9 +125,11 @@ struct mem {
 	uint64_t mapped;       /* bytes of all slabs */
 };
 
+/* Byte granularity: nodes and records are packed and read unaligned, and
+ * rounding would cost 3.5 bytes a key on average. */
 static size_t mem_round(size_t n)
 {
-	return (n + 7) & ~(size_t)7;
+	return n;
 }
 
 static struct mem_slab *mem_slab_of(const void *p)
@@ -321,52 +322,56 @@ static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 
 /* --- records -------------------------------------------------------------- */
 
+static uint8_t *put_var(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* Records are only ever written by rec_write: no bounds to check. */
+static const uint8_t *get_var(const uint8_t *p, uint64_t *v)
+{
+	uint64_t x = 0;
+	unsigned sh = 0;
+	while (*p & 0x80) {
+		x |= (uint64_t)(*p++ & 0x7f) << sh;
+		sh += 7;
+	}
+	*v = x | (uint64_t)*p++ << sh;
+	return p;
+}
+
+static unsigned var_len(uint64_t v)
+{
+	unsigned n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
 static uint8_t rec_fl(const struct mvcc_rec *r)
 {
-	return (uint8_t)(r->lf >> REC_VLEN_BITS);
+	return r->fl;
 }
 
-static uint32_t rec_vlen(const struct mvcc_rec *r)
+static int64_t rec_mod(const struct mvcc_rec *r)
 {
-	return r->lf & MVCC_VALUE_MAX;
+	uint64_t v;
+	get_var(r->x, &v);
+	return (int64_t)v;
 }
 
-static unsigned rec_nstored(uint8_t flags)
+static uint32_t rec_sub(const struct mvcc_rec *r)
 {
-	return !!(flags & REC_CREATE) + !!(flags & REC_VERSION) + !!(flags & REC_LEASE);
-}
-
-static int64_t rec_stored(const struct mvcc_rec *r, unsigned i)
-{
-	int64_t v;
-	memcpy(&v, r->x + 8 * i, 8);
-	return v;
-}
-
-static int64_t rec_create(const struct mvcc_rec *r)
-{
-	if (rec_fl(r) & REC_TOMB)
-		return 0;
-	return rec_fl(r) & REC_CREATE ? rec_stored(r, 0) : r->mod;
-}
-
-static int64_t rec_version(const struct mvcc_rec *r)
-{
-	if (rec_fl(r) & REC_TOMB)
-		return 0;
-	return rec_fl(r) & REC_VERSION ? rec_stored(r, !!(rec_fl(r) & REC_CREATE)) : 1;
-}
-
-static int64_t rec_lease(const struct mvcc_rec *r)
-{
-	if (!(rec_fl(r) & REC_LEASE))
-		return 0;
-	return rec_stored(r, !!(rec_fl(r) & REC_CREATE) + !!(rec_fl(r) & REC_VERSION));
-}
-
-static const uint8_t *rec_val(const struct mvcc_rec *r)
-{
-	return r->x + 8 * rec_nstored(rec_fl(r));
+	uint64_t v;
+	get_var(get_var(r->x, &v), &v);
+	return (uint32_t)v;
 }
 
 static bool rec_live(const struct mvcc_rec *r)
@@ -390,47 +395,99 @@ static uint8_t rec_flags(const struct rec_fields *f)
 
 static size_t rec_size(const struct rec_fields *f)
 {
-	return REC_HEAD + 8 * rec_nstored(rec_flags(f)) + f->vlen;
+	uint8_t fl = rec_flags(f);
+	size_t n = 1 + var_len((uint64_t)f->mod) + var_len(f->sub) + var_len(f->vlen);
+	if (fl & REC_CREATE)
+		n += var_len((uint64_t)f->create);
+	if (fl & REC_VERSION)
+		n += var_len((uint64_t)f->version);
+	if (fl & REC_LEASE)
+		n += var_len((uint64_t)f->lease);
+	return n + f->vlen;
 }
 
 /* Writes f at r (rec_size(f) bytes). */
 static void rec_write(struct mvcc_rec *r, const struct rec_fields *f)
 {
 	uint8_t *p = r->x;
-	r->mod = f->mod;
-	r->sub = f->sub;
-	r->lf = f->vlen | (uint32_t)rec_flags(f) << REC_VLEN_BITS;
-	if (rec_fl(r) & REC_CREATE) {
-		memcpy(p, &f->create, 8);
-		p += 8;
-	}
-	if (rec_fl(r) & REC_VERSION) {
-		memcpy(p, &f->version, 8);
-		p += 8;
-	}
-	if (rec_fl(r) & REC_LEASE) {
-		memcpy(p, &f->lease, 8);
-		p += 8;
-	}
+	r->fl = rec_flags(f);
+	p = put_var(p, (uint64_t)f->mod);
+	p = put_var(p, f->sub);
+	p = put_var(p, f->vlen);
+	if (r->fl & REC_CREATE)
+		p = put_var(p, (uint64_t)f->create);
+	if (r->fl & REC_VERSION)
+		p = put_var(p, (uint64_t)f->version);
+	if (r->fl & REC_LEASE)
+		p = put_var(p, (uint64_t)f->lease);
 	if (f->vlen)
 		memcpy(p, f->val, f->vlen);
 }
 
 static void rec_read(const struct mvcc_rec *r, struct rec_fields *f)
 {
-	f->mod = r->mod;
-	f->sub = r->sub;
-	f->vlen = rec_vlen(r);
-	f->create = rec_create(r);
-	f->version = rec_version(r);
-	f->lease = rec_lease(r);
-	f->val = rec_val(r);
+	const uint8_t *p = r->x;
+	uint64_t v;
+	p = get_var(p, &v);
+	f->mod = (int64_t)v;
+	p = get_var(p, &v);
+	f->sub = (uint32_t)v;
+	p = get_var(p, &v);
+	f->vlen = (uint32_t)v;
+	f->create = f->mod;
+	f->version = 1;
+	f->lease = 0;
+	if (r->fl & REC_TOMB)
+		f->create = f->version = 0;
+	if (r->fl & REC_CREATE) {
+		p = get_var(p, &v);
+		f->create = (int64_t)v;
+	}
+	if (r->fl & REC_VERSION) {
+		p = get_var(p, &v);
+		f->version = (int64_t)v;
+	}
+	if (r->fl & REC_LEASE) {
+		p = get_var(p, &v);
+		f->lease = (int64_t)v;
+	}
+	f->val = p;
+}
+
+static const uint8_t *rec_val(const struct mvcc_rec *r)
+{
+	struct rec_fields f;
+	rec_read(r, &f);
+	return f.val;
+}
+
+static uint32_t rec_vlen(const struct mvcc_rec *r)
+{
+	struct rec_fields f;
+	rec_read(r, &f);
+	return f.vlen;
+}
+
+static int64_t rec_create(const struct mvcc_rec *r)
+{
+	struct rec_fields f;
+	rec_read(r, &f);
+	return f.create;
+}
+
+static int64_t rec_version(const struct mvcc_rec *r)
+{
+	struct rec_fields f;
+	rec_read(r, &f);
+	return f.version;
 }
 
 /* The bytes r takes. */
 static size_t rec_len(const struct mvcc_rec *r)
 {
-	return REC_HEAD + 8 * rec_nstored(rec_fl(r)) + rec_vlen(r);
+	struct rec_fields f;
+	rec_read(r, &f);
+	return (size_t)(f.val - (const uint8_t *)r) + f.vlen;
 }
 
 static struct mvcc_rec *rec_new(struct mem *mm, const struct rec_fields *f)
@@ -443,27 +500,22 @@ static struct mvcc_rec *rec_new(struct mem *mm, const struct rec_fields *f)
 
 /* --- key nodes ------------------------------------------------------------ */
 
-static size_t key_pad(size_t klen)
-{
-	return (klen + 7) & ~(size_t)7;
-}
-
 static struct mvcc_rec *node_inline(const struct mvcc_key *n)
 {
-	return (struct mvcc_rec *)(n->key + key_pad(n->klen));
+	return (struct mvcc_rec *)(n->key + n->klen);
 }
 
 /* The bytes n takes (its inline record included). */
 static size_t node_len(const struct mvcc_key *n)
 {
-	return offsetof(struct mvcc_key, key) + key_pad(n->klen) + rec_len(node_inline(n));
+	return offsetof(struct mvcc_key, key) + n->klen + rec_len(node_inline(n));
 }
 
 /* A node for key holding f inline (not linked anywhere). */
 static struct mvcc_key *node_new(struct mem *mm, const uint8_t *key, size_t klen,
 				 const struct rec_fields *f)
 {
-	struct mvcc_key *n = mem_alloc(mm, offsetof(struct mvcc_key, key) + key_pad(klen) + rec_size(f));
+	struct mvcc_key *n = mem_alloc(mm, offsetof(struct mvcc_key, key) + klen + rec_size(f));
 	if (n == NULL)
 		return NULL;
 	n->many = NULL;
@@ -587,7 +639,7 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 		}
 		mem_free(&m->mem, last, rec_len(last));
 		/* n's inline record is the dead one: the size is its own still. */
-		mem_free(&m->mem, n, offsetof(struct mvcc_key, key) + key_pad(n->klen) + rec_len(inl));
+		mem_free(&m->mem, n, offsetof(struct mvcc_key, key) + n->klen + rec_len(inl));
 		return nn;
 	}
 	if (left == 1 && n->many[0] == inl) {
@@ -605,11 +657,11 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 static long node_at(const struct mvcc_key *n, int64_t rev)
 {
 	long lo = 0, hi = (long)n->nrec - 1;
-	if (node_last(n)->mod <= rev)
+	if (rec_mod(node_last(n)) <= rev)
 		return hi;
 	while (lo <= hi) {
 		long mid = lo + (hi - lo) / 2;
-		if (node_rec(n, (uint32_t)mid)->mod <= rev)
+		if (rec_mod(node_rec(n, (uint32_t)mid)) <= rev)
 			lo = mid + 1;
 		else
 			hi = mid - 1;
@@ -619,14 +671,17 @@ static long node_at(const struct mvcc_key *n, int64_t rev)
 
 static void fill_kv(struct mvcc_kv *kv, const struct mvcc_key *n, const struct mvcc_rec *r)
 {
+	struct rec_fields f;
+
+	rec_read(r, &f);
 	kv->key = n->key;
 	kv->key_len = n->klen;
-	kv->value = rec_val(r);
-	kv->value_len = rec_vlen(r);
-	kv->create_rev = rec_create(r);
-	kv->mod_rev = r->mod;
-	kv->version = rec_version(r);
-	kv->lease = rec_lease(r);
+	kv->value = f.val;
+	kv->value_len = f.vlen;
+	kv->create_rev = f.create;
+	kv->mod_rev = f.mod;
+	kv->version = f.version;
+	kv->lease = f.lease;
 }
 
 /* --- the B+tree ------------------------------------------------------------ */
@@ -1246,7 +1301,7 @@ uint64_t mvcc_changes(const struct mvcc *m, const uint8_t *key, size_t key_len, 
 		for (; i < n->nrec; i++) {
 			const struct mvcc_rec *r = node_rec(n, i), *p;
 			struct mvcc_kv kv, pkv;
-			if (r->mod > to_rev)
+			if (rec_mod(r) > to_rev)
 				break;
 			p = i > 0 ? node_rec(n, i - 1) : NULL;
 			if (p != NULL && !rec_live(p))
@@ -1254,7 +1309,7 @@ uint64_t mvcc_changes(const struct mvcc *m, const uint8_t *key, size_t key_len, 
 			fill_kv(&kv, n, r);
 			if (p != NULL)
 				fill_kv(&pkv, n, p);
-			fn(arg, &kv, p ? &pkv : NULL, r->sub);
+			fn(arg, &kv, p ? &pkv : NULL, rec_sub(r));
 		}
 	}
 	return visited;
@@ -1467,12 +1522,15 @@ static uint64_t get_u64(const uint8_t *p)
 /* The fixed part of a record, as hashed and as snapshotted. */
 static uint8_t *put_rec_fixed(uint8_t *p, const struct mvcc_rec *r)
 {
-	p = put_u64(p, (uint64_t)r->mod);
-	p = put_u32(p, r->sub);
-	p = put_u64(p, (uint64_t)rec_create(r));
-	p = put_u64(p, (uint64_t)rec_version(r));
-	p = put_u64(p, (uint64_t)rec_lease(r));
-	return put_u32(p, rec_vlen(r));
+	struct rec_fields f;
+
+	rec_read(r, &f);
+	p = put_u64(p, (uint64_t)f.mod);
+	p = put_u32(p, f.sub);
+	p = put_u64(p, (uint64_t)f.create);
+	p = put_u64(p, (uint64_t)f.version);
+	p = put_u64(p, (uint64_t)f.lease);
+	return put_u32(p, f.vlen);
 }
 
 /* Every key node of t in key order (n: the variable set). */
@@ -1508,7 +1566,7 @@ int mvcc_hash_kv(struct mvcc *m, int64_t rev, uint32_t *hash, int64_t *compact_r
 		long last = node_at(n, rev);
 		for (long i = 0; i <= last; i++) {
 			struct mvcc_rec *r = node_rec(n, (uint32_t)i);
-			if (r->mod > c || (i == last && rec_live(r)))
+			if (rec_mod(r) > c || (i == last && rec_live(r)))
 				h = hash_rec(h, n, r);
 		}
 	}
