@@ -89,13 +89,19 @@ struct rec_fields {
 	const uint8_t *val;
 };
 
+/* A key's records, oldest first, when it has more than one (malloc'd; the
+ * capacity is rec_cap(n)). */
+struct mvcc_hist {
+	uint32_t n;
+	struct mvcc_rec *r[];
+};
+
 /* A key and its history.  many == NULL: one record, the inline one.
- * Packed: nodes are carved from slabs at byte granularity (mem_alloc). */
+ * Packed: nodes are carved from slabs at byte granularity (mem_alloc).
+ * 9 bytes of header for a key under 128 bytes. */
 struct __attribute__((packed)) mvcc_key {
-	struct mvcc_rec **many;
-	uint32_t nrec;
-	uint32_t klen;
-	uint8_t key[]; /* klen bytes, then the inline record */
+	struct mvcc_hist *many;
+	uint8_t kx[]; /* the key length (a varint), the key, the inline record */
 };
 
 /* --- memory: slabs --------------------------------------------------------
@@ -500,40 +506,59 @@ static struct mvcc_rec *rec_new(struct mem *mm, const struct rec_fields *f)
 
 /* --- key nodes ------------------------------------------------------------ */
 
+static uint32_t node_klen(const struct mvcc_key *n)
+{
+	uint64_t v;
+	get_var(n->kx, &v);
+	return (uint32_t)v;
+}
+
+static const uint8_t *node_key(const struct mvcc_key *n)
+{
+	uint64_t v;
+	return get_var(n->kx, &v);
+}
+
+static uint32_t node_nrec(const struct mvcc_key *n)
+{
+	return n->many != NULL ? n->many->n : 1;
+}
+
 static struct mvcc_rec *node_inline(const struct mvcc_key *n)
 {
-	return (struct mvcc_rec *)(n->key + n->klen);
+	uint64_t v;
+	const uint8_t *key = get_var(n->kx, &v);
+	return (struct mvcc_rec *)(uintptr_t)(key + v);
 }
 
 /* The bytes n takes (its inline record included). */
 static size_t node_len(const struct mvcc_key *n)
 {
-	return offsetof(struct mvcc_key, key) + n->klen + rec_len(node_inline(n));
+	return (size_t)((uint8_t *)node_inline(n) - (uint8_t *)n) + rec_len(node_inline(n));
 }
 
 /* A node for key holding f inline (not linked anywhere). */
 static struct mvcc_key *node_new(struct mem *mm, const uint8_t *key, size_t klen,
 				 const struct rec_fields *f)
 {
-	struct mvcc_key *n = mem_alloc(mm, offsetof(struct mvcc_key, key) + klen + rec_size(f));
+	struct mvcc_key *n = mem_alloc(mm, offsetof(struct mvcc_key, kx) + var_len(klen) + klen +
+					    rec_size(f));
 	if (n == NULL)
 		return NULL;
 	n->many = NULL;
-	n->nrec = 1;
-	n->klen = (uint32_t)klen;
-	memcpy(n->key, key, klen);
+	memcpy(put_var(n->kx, klen), key, klen);
 	rec_write(node_inline(n), f);
 	return n;
 }
 
 static struct mvcc_rec *node_rec(const struct mvcc_key *n, uint32_t i)
 {
-	return n->many != NULL ? n->many[i] : node_inline(n);
+	return n->many != NULL ? n->many->r[i] : node_inline(n);
 }
 
 static struct mvcc_rec *node_last(const struct mvcc_key *n)
 {
-	return node_rec(n, n->nrec - 1);
+	return node_rec(n, node_nrec(n) - 1);
 }
 
 static void node_rec_free(struct mem *mm, const struct mvcc_key *n, struct mvcc_rec *r)
@@ -545,8 +570,8 @@ static void node_rec_free(struct mem *mm, const struct mvcc_key *n, struct mvcc_
 static void node_free(struct mem *mm, struct mvcc_key *n)
 {
 	if (n->many != NULL) {
-		for (uint32_t i = 0; i < n->nrec; i++)
-			node_rec_free(mm, n, n->many[i]);
+		for (uint32_t i = 0; i < n->many->n; i++)
+			node_rec_free(mm, n, n->many->r[i]);
 		free(n->many);
 	}
 	mem_free(mm, n, node_len(n));
@@ -561,31 +586,37 @@ static uint32_t rec_cap(uint32_t nrec)
 }
 
 /* Appends rec to n's history.  Returns 0 or -KV_ENOMEM (n unchanged). */
+static struct mvcc_hist *hist_resize(struct mvcc_hist *h, uint32_t cap)
+{
+	return realloc(h, offsetof(struct mvcc_hist, r) + (size_t)cap * sizeof(h->r[0]));
+}
+
 static int node_append(struct mvcc_key *n, struct mvcc_rec *rec)
 {
-	uint32_t nrec = n->nrec;
-	if (nrec == UINT32_MAX)
+	uint32_t nrec = node_nrec(n);
+	if (nrec >= UINT32_MAX / 2)
 		return -KV_ENOMEM;
 	if (n->many == NULL) {
-		struct mvcc_rec **arr = malloc(2 * sizeof(*arr));
-		if (arr == NULL)
+		struct mvcc_hist *h = hist_resize(NULL, 2);
+		if (h == NULL)
 			return -KV_ENOMEM;
-		arr[0] = node_inline(n);
-		n->many = arr;
+		h->r[0] = node_inline(n);
+		h->n = 1;
+		n->many = h;
 	} else if (rec_cap(nrec) == nrec) {
-		struct mvcc_rec **arr = realloc(n->many, (size_t)nrec * 2 * sizeof(*arr));
-		if (arr == NULL)
+		struct mvcc_hist *h = hist_resize(n->many, nrec * 2);
+		if (h == NULL)
 			return -KV_ENOMEM;
-		n->many = arr;
+		n->many = h;
 	}
-	n->many[nrec] = rec;
-	n->nrec = nrec + 1;
+	n->many->r[nrec] = rec;
+	n->many->n = nrec + 1;
 	return 0;
 }
 
 static uint64_t rec_bytes(const struct mvcc_key *n, const struct mvcc_rec *r)
 {
-	return (uint64_t)n->klen + rec_vlen(r) + REC_OVERHEAD;
+	return (uint64_t)node_klen(n) + rec_vlen(r) + REC_OVERHEAD;
 }
 
 /*
@@ -598,33 +629,33 @@ static uint64_t rec_bytes(const struct mvcc_key *n, const struct mvcc_rec *r)
 static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint32_t drop)
 {
 	struct mvcc_rec *inl = node_inline(n);
-	uint32_t left = n->nrec - drop;
+	uint32_t left = node_nrec(n) - drop;
 	bool inline_dropped = false;
 
 	if (drop == 0)
 		return n;
 	if (left == 0) {
-		for (uint32_t i = 0; i < n->nrec; i++)
+		for (uint32_t i = 0; i < drop; i++)
 			m->bytes -= rec_bytes(n, node_rec(n, i));
 		node_free(&m->mem, n);
 		return NULL;
 	}
 	/* drop > 0 and left > 0: n has a many array. */
 	for (uint32_t i = 0; i < drop; i++) {
-		m->bytes -= rec_bytes(n, n->many[i]);
-		if (n->many[i] == inl)
+		m->bytes -= rec_bytes(n, n->many->r[i]);
+		if (n->many->r[i] == inl)
 			inline_dropped = true;
 		else
-			mem_free(&m->mem, n->many[i], rec_len(n->many[i]));
+			mem_free(&m->mem, n->many->r[i], rec_len(n->many->r[i]));
 	}
-	memmove(n->many, n->many + drop, (size_t)left * sizeof(*n->many));
-	n->nrec = left;
+	memmove(n->many->r, n->many->r + drop, (size_t)left * sizeof(n->many->r[0]));
+	n->many->n = left;
 	if (inline_dropped) {
-		struct mvcc_rec *last = n->many[left - 1];
+		struct mvcc_rec *last = n->many->r[left - 1];
 		struct rec_fields f;
 		struct mvcc_key *nn;
 		rec_read(last, &f);
-		nn = node_new(&m->mem, n->key, n->klen, &f);
+		nn = node_new(&m->mem, node_key(n), node_klen(n), &f);
 		if (nn == NULL) {
 			/* Keep the dead inline bytes: node_inline() is still
 			 * not a retained record, which node_rec_free tolerates. */
@@ -632,23 +663,22 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 		}
 		if (left > 1) {
 			nn->many = n->many;
-			nn->nrec = left;
-			nn->many[left - 1] = node_inline(nn);
+			nn->many->r[left - 1] = node_inline(nn);
 		} else {
 			free(n->many);
 		}
 		mem_free(&m->mem, last, rec_len(last));
 		/* n's inline record is the dead one: the size is its own still. */
-		mem_free(&m->mem, n, offsetof(struct mvcc_key, key) + n->klen + rec_len(inl));
+		mem_free(&m->mem, n, (size_t)((uint8_t *)inl - (uint8_t *)n) + rec_len(inl));
 		return nn;
 	}
-	if (left == 1 && n->many[0] == inl) {
+	if (left == 1 && n->many->r[0] == inl) {
 		free(n->many);
 		n->many = NULL;
 	} else if (rec_cap(left) < rec_cap(left + drop)) {
-		struct mvcc_rec **arr = realloc(n->many, (size_t)rec_cap(left) * sizeof(*arr));
-		if (arr != NULL)
-			n->many = arr;
+		struct mvcc_hist *h = hist_resize(n->many, rec_cap(left));
+		if (h != NULL)
+			n->many = h;
 	}
 	return n;
 }
@@ -656,7 +686,7 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 /* Index of the last record with mod <= rev, or -1. */
 static long node_at(const struct mvcc_key *n, int64_t rev)
 {
-	long lo = 0, hi = (long)n->nrec - 1;
+	long lo = 0, hi = (long)node_nrec(n) - 1;
 	if (rec_mod(node_last(n)) <= rev)
 		return hi;
 	while (lo <= hi) {
@@ -674,8 +704,8 @@ static void fill_kv(struct mvcc_kv *kv, const struct mvcc_key *n, const struct m
 	struct rec_fields f;
 
 	rec_read(r, &f);
-	kv->key = n->key;
-	kv->key_len = n->klen;
+	kv->key = node_key(n);
+	kv->key_len = node_klen(n);
 	kv->value = f.val;
 	kv->value_len = f.vlen;
 	kv->create_rev = f.create;
@@ -688,7 +718,7 @@ static void fill_kv(struct mvcc_kv *kv, const struct mvcc_key *n, const struct m
 
 static int node_key_cmp(const struct mvcc_key *n, const uint8_t *key, size_t klen)
 {
-	return key_cmp(n->key, n->klen, key, klen);
+	return key_cmp(node_key(n), node_klen(n), key, klen);
 }
 
 /* Descends to where key is or would go: path->leaf and path->pos (the first
@@ -1192,7 +1222,7 @@ static struct mvcc_key *range_next_node(struct mvcc_iter *it)
 		it->leaf = NULL;
 		return n;
 	}
-	if (!it->unbounded && key_cmp(n->key, n->klen, it->end, it->end_len) >= 0) {
+	if (!it->unbounded && key_cmp(node_key(n), node_klen(n), it->end, it->end_len) >= 0) {
 		it->leaf = NULL;
 		return NULL;
 	}
@@ -1298,7 +1328,7 @@ uint64_t mvcc_changes(const struct mvcc *m, const uint8_t *key, size_t key_len, 
 		visited++;
 		/* First record at or after from_rev: past the last one before. */
 		uint32_t i = (uint32_t)(node_at(n, from_rev - 1) + 1);
-		for (; i < n->nrec; i++) {
+		for (; i < node_nrec(n); i++) {
 			const struct mvcc_rec *r = node_rec(n, i), *p;
 			struct mvcc_kv kv, pkv;
 			if (rec_mod(r) > to_rev)
@@ -1356,8 +1386,8 @@ static struct mvcc_key *node_evacuate(struct mem *mm, struct mvcc_key *n)
 	struct mvcc_key *nn;
 	size_t len;
 
-	for (uint32_t i = 0; n->many != NULL && i < n->nrec; i++) {
-		struct mvcc_rec *r = n->many[i], *rr;
+	for (uint32_t i = 0; n->many != NULL && i < n->many->n; i++) {
+		struct mvcc_rec *r = n->many->r[i], *rr;
 		if (r == inl || !mem_slab_of(r)->evacuate)
 			continue;
 		len = rec_len(r);
@@ -1365,7 +1395,7 @@ static struct mvcc_key *node_evacuate(struct mem *mm, struct mvcc_key *n)
 		if (rr == NULL)
 			continue;
 		memcpy(rr, r, len);
-		n->many[i] = rr;
+		n->many->r[i] = rr;
 		mem_free(mm, r, len);
 	}
 	if (!mem_slab_of(n)->evacuate)
@@ -1375,9 +1405,9 @@ static struct mvcc_key *node_evacuate(struct mem *mm, struct mvcc_key *n)
 	if (nn == NULL)
 		return n;
 	memcpy(nn, n, len);
-	for (uint32_t i = 0; nn->many != NULL && i < nn->nrec; i++)
-		if (nn->many[i] == inl)
-			nn->many[i] = node_inline(nn);
+	for (uint32_t i = 0; nn->many != NULL && i < nn->many->n; i++)
+		if (nn->many->r[i] == inl)
+			nn->many->r[i] = node_inline(nn);
 	mem_free(mm, n, len);
 	return nn;
 }
@@ -1541,9 +1571,9 @@ static uint8_t *put_rec_fixed(uint8_t *p, const struct mvcc_rec *r)
 static uint32_t hash_rec(uint32_t h, const struct mvcc_key *n, const struct mvcc_rec *r)
 {
 	uint8_t buf[4 + SNAP_REC_FIXED];
-	put_rec_fixed(put_u32(buf, n->klen), r);
+	put_rec_fixed(put_u32(buf, node_klen(n)), r);
 	h = mvcc_crc32c(h, buf, sizeof(buf));
-	h = mvcc_crc32c(h, n->key, n->klen);
+	h = mvcc_crc32c(h, node_key(n), node_klen(n));
 	return mvcc_crc32c(h, rec_val(r), rec_vlen(r));
 }
 
@@ -1584,7 +1614,7 @@ int mvcc_hash(struct mvcc *m, uint32_t *hash)
 	h = mvcc_crc32c(0, buf, sizeof(buf));
 	BT_FOREACH(n, &m->tree)
 	{
-		for (uint32_t i = 0; i < n->nrec; i++)
+		for (uint32_t i = 0; i < node_nrec(n); i++)
 			h = hash_rec(h, n, node_rec(n, i));
 	}
 	*hash = h;
@@ -1611,8 +1641,8 @@ int mvcc_encode(const struct mvcc *m, uint8_t **data, size_t *len)
 	*len = 0;
 	BT_FOREACH(n, &m->tree)
 	{
-		size += SNAP_KEY_FIXED + n->klen;
-		for (uint32_t i = 0; i < n->nrec; i++)
+		size += SNAP_KEY_FIXED + node_klen(n);
+		for (uint32_t i = 0; i < node_nrec(n); i++)
 			size += SNAP_REC_FIXED + rec_vlen(node_rec(n, i));
 	}
 	buf = malloc(size);
@@ -1625,10 +1655,10 @@ int mvcc_encode(const struct mvcc *m, uint8_t **data, size_t *len)
 	p = put_u64(p, m->nkeys);
 	BT_FOREACH(n, &m->tree)
 	{
-		p = put_u32(p, n->klen);
-		memcpy(p, n->key, n->klen);
-		p = put_u32(p + n->klen, n->nrec);
-		for (uint32_t i = 0; i < n->nrec; i++) {
+		p = put_u32(p, node_klen(n));
+		memcpy(p, node_key(n), node_klen(n));
+		p = put_u32(p + node_klen(n), node_nrec(n));
+		for (uint32_t i = 0; i < node_nrec(n); i++) {
 			const struct mvcc_rec *r = node_rec(n, i);
 			p = put_rec_fixed(p, r);
 			memcpy(p, rec_val(r), rec_vlen(r));
@@ -1716,7 +1746,7 @@ static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_key *l
 	if (klen == 0 || !cur_need(c, (size_t)klen + 4))
 		return -KV_ECORRUPT;
 	key = c->p;
-	if (last != NULL && key_cmp(last->key, last->klen, key, klen) >= 0)
+	if (last != NULL && key_cmp(node_key(last), node_klen(last), key, klen) >= 0)
 		return -KV_ECORRUPT;
 	nrec = get_u32(c->p + klen);
 	if (nrec == 0 || nrec > (size_t)(c->end - c->p - klen - 4) / SNAP_REC_FIXED)
@@ -1732,24 +1762,24 @@ static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_key *l
 	if (n == NULL)
 		return -KV_ENOMEM;
 	if (nrec > 1) {
-		n->many = malloc((size_t)rec_cap(nrec) * sizeof(*n->many));
+		n->many = hist_resize(NULL, rec_cap(nrec));
 		if (n->many == NULL) {
 			node_free(&m->mem, n);
 			return -KV_ENOMEM;
 		}
-		n->nrec = nrec;
+		n->many->n = nrec;
 		for (uint32_t i = 0; i + 1 < nrec; i++) {
 			decode_rec(&recs, &f);
-			n->many[i] = rec_new(&m->mem, &f);
-			if (n->many[i] == NULL) {
+			n->many->r[i] = rec_new(&m->mem, &f);
+			if (n->many->r[i] == NULL) {
 				/* List what exists (and the node itself) for node_free. */
-				n->many[i] = node_inline(n);
-				n->nrec = i + 1;
+				n->many->r[i] = node_inline(n);
+				n->many->n = i + 1;
 				node_free(&m->mem, n);
 				return -KV_ENOMEM;
 			}
 		}
-		n->many[nrec - 1] = node_inline(n);
+		n->many->r[nrec - 1] = node_inline(n);
 	}
 	for (uint32_t i = 0; i < nrec; i++)
 		m->bytes += rec_bytes(n, node_rec(n, i));
