@@ -3,23 +3,27 @@
  *
  * Memory is most of what a member holds (issue #6), so the layout is
  * compact:
- *  - a record (one revision of one key) is its main revision, sub-revision
- *    and value length, a flags byte, then only the fields that differ from
- *    their usual value (create != mod, version != 1, lease != 0), then the
- *    value bytes; a tombstone is the fixed part alone;
- *  - a key node is one allocation: a 16-byte header, the key bytes, and one
- *    record inline (the first one the key got; see below);
+ *  - a record (one revision of one key) is a flags byte, then varints: its
+ *    main revision, sub-revision and value length, and only the fields that
+ *    differ from their usual value (create != mod, version != 1, lease !=
+ *    0); then the value bytes.  7 bytes before the value of a typical put;
+ *  - a key node is one allocation: the key length (a varint), the key
+ *    bytes, and one record inline (the first one the key got; see below):
+ *    a key with one revision costs 8 bytes besides its key and value;
  *  - further revisions are records of their own, listed with the inline one
- *    in the node's `many` array (oldest first), which a key with a single
- *    revision does without;
- *  - the nodes are indexed by a B+tree of pointers (bt_*): ~10 bytes a key
- *    instead of a red-black tree's 32, built in one pass from sorted keys
- *    when a snapshot is loaded;
+ *    in a history (struct mvcc_hist, oldest first), which a key with a
+ *    single revision does without;
+ *  - the keys are indexed by a B+tree (bt_*) of entries: a key's node, or
+ *    its history (which points at the node) with the low bit set; ~8.5
+ *    bytes a key instead of a red-black tree's 32, built in one pass from
+ *    sorted keys when a snapshot is loaded;
  *  - nodes and records are carved out of slabs of their own (mem_*): no
  *    per-object malloc header or rounding, and no request's short-lived
  *    objects between them, which would pin heap pages once freed.  Memory
  *    is only freed by a compaction, which also moves what survives in
- *    half-empty slabs, so that they can be unmapped.
+ *    half-empty slabs, so that they can be unmapped.  Slabs hold no
+ *    pointers (histories and the index are malloc'd), so LeakSanitizer
+ *    sees every allocation that can leak.
  * Records never move or change once written: readers and responses point
  * into them until the next compaction (mvcc.h).  So a put adds a record
  * rather than replacing the inline one.  A compaction may move anything: a
@@ -45,22 +49,14 @@
 #endif
 #endif
 
-/* Under ASan a slab is poisoned except for its live objects, and it is a
- * LeakSanitizer root region: LSan scans malloc'd chunks, stacks and globals,
- * never an mmap of ours, so without it the history arrays (malloc'd, and
- * pointed to only by nodes in slabs) would be reported as leaks. */
+/* Under ASan a slab is poisoned except for its live objects. */
 #ifdef MEM_ASAN
 #include <sanitizer/asan_interface.h>
-#include <sanitizer/lsan_interface.h>
 #define MEM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
 #define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#define MEM_ROOT(p, n) __lsan_register_root_region((p), (n))
-#define MEM_UNROOT(p, n) __lsan_unregister_root_region((p), (n))
 #else
 #define MEM_POISON(p, n) ((void)(p), (void)(n))
 #define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
-#define MEM_ROOT(p, n) ((void)(p), (void)(n))
-#define MEM_UNROOT(p, n) ((void)(p), (void)(n))
 #endif
 
 #include "lib/err.h"
@@ -89,20 +85,24 @@ struct rec_fields {
 	const uint8_t *val;
 };
 
-/* A key's records, oldest first, when it has more than one (malloc'd; the
- * capacity is rec_cap(n)). */
+/* A key node (struct mvcc_key, only ever a pointer) is bytes: the key
+ * length as a varint, the key, and one record inline.  Nodes are carved
+ * from slabs at byte granularity (mem_alloc) and start 2-aligned (the
+ * index tags history pointers with the low bit): one byte of header for a
+ * key under 128 bytes. */
+
+/* A key's node and its records, oldest first, when it has more than one
+ * (malloc'd; the capacity is rec_cap(n)). */
 struct mvcc_hist {
+	struct mvcc_key *node;
 	uint32_t n;
 	struct mvcc_rec *r[];
 };
 
-/* A key and its history.  many == NULL: one record, the inline one.
- * Packed: nodes are carved from slabs at byte granularity (mem_alloc).
- * 9 bytes of header for a key under 128 bytes. */
-struct __attribute__((packed)) mvcc_key {
-	struct mvcc_hist *many;
-	uint8_t kx[]; /* the key length (a varint), the key, the inline record */
-};
+/* What the index holds for a key (struct mvcc_ent, only ever a pointer):
+ * its node while it has one record, else its history with the low bit set
+ * (ent_*).  So a key with a single record pays no history pointer. */
+struct mvcc_ent;
 
 /* --- memory: slabs --------------------------------------------------------
  * A slab is an mmap aligned on MEM_SLAB bytes, so that an object's slab is
@@ -114,11 +114,7 @@ struct __attribute__((packed)) mvcc_key {
  * compaction moves the survivors of slabs less than half live (mvcc_compact)
  * so that those empty out. */
 #define MEM_SLAB ((size_t)1 << 20)
-#ifdef MEM_ASAN
-#define NODE_ALIGN 8
-#else
-#define NODE_ALIGN 1
-#endif
+#define NODE_ALIGN 2
 #define MEM_HEAD 64
 #define MEM_BIG (MEM_SLAB / 4)
 
@@ -136,10 +132,9 @@ struct mem {
 	uint64_t mapped;       /* bytes of all slabs */
 };
 
-/* Byte granularity: nodes and records are packed and read unaligned, and
- * rounding would cost 3.5 bytes a key on average.  Except that under ASan
- * nodes start 8-aligned (NODE_ALIGN): LeakSanitizer only finds aligned
- * pointers when it scans a slab, and a node holds its history's. */
+/* Byte granularity: nodes and records are bytes, read unaligned, and
+ * rounding would cost 3.5 bytes a key on average.  Nodes start 2-aligned
+ * (NODE_ALIGN): the index tags history pointers with the low bit. */
 static size_t mem_round(size_t n)
 {
 	return n;
@@ -181,7 +176,6 @@ static struct mem_slab *mem_slab_new(struct mem *mm, size_t size)
 	mm->slabs = s;
 	mm->mapped += len;
 	MEM_POISON(at + MEM_HEAD, len - MEM_HEAD);
-	MEM_ROOT(at, len);
 	return s;
 }
 
@@ -196,7 +190,6 @@ static void mem_slab_free(struct mem *mm, struct mem_slab *s)
 	if (mm->cur == s)
 		mm->cur = NULL;
 	mm->mapped -= s->size;
-	MEM_UNROOT(s, s->size);
 	MEM_UNPOISON(s, s->size);
 	munmap(s, s->size);
 }
@@ -242,10 +235,6 @@ static void mem_free(struct mem *mm, void *p, size_t n)
 	n = mem_round(n);
 	s = mem_slab_of(p);
 	s->live -= n;
-#ifdef MEM_ASAN
-	/* A dead node's pointer must not keep a leaked array reachable. */
-	memset(p, 0, n);
-#endif
 	MEM_POISON(p, n);
 	if (s->live > 0)
 		return;
@@ -280,7 +269,7 @@ struct bt_hdr {
 struct bt_leaf {
 	struct bt_hdr h;
 	struct bt_leaf *next;
-	struct mvcc_key *k[BT_FAN];
+	struct mvcc_ent *k[BT_FAN];
 };
 
 struct bt_inner {
@@ -520,25 +509,20 @@ static struct mvcc_rec *rec_new(struct mem *mm, const struct rec_fields *f)
 static uint32_t node_klen(const struct mvcc_key *n)
 {
 	uint64_t v;
-	get_var(n->kx, &v);
+	get_var((const uint8_t *)n, &v);
 	return (uint32_t)v;
 }
 
 static const uint8_t *node_key(const struct mvcc_key *n)
 {
 	uint64_t v;
-	return get_var(n->kx, &v);
-}
-
-static uint32_t node_nrec(const struct mvcc_key *n)
-{
-	return n->many != NULL ? n->many->n : 1;
+	return get_var((const uint8_t *)n, &v);
 }
 
 static struct mvcc_rec *node_inline(const struct mvcc_key *n)
 {
 	uint64_t v;
-	const uint8_t *key = get_var(n->kx, &v);
+	const uint8_t *key = get_var((const uint8_t *)n, &v);
 	return (struct mvcc_rec *)(uintptr_t)(key + v);
 }
 
@@ -552,24 +536,13 @@ static size_t node_len(const struct mvcc_key *n)
 static struct mvcc_key *node_new(struct mem *mm, const uint8_t *key, size_t klen,
 				 const struct rec_fields *f)
 {
-	struct mvcc_key *n = mem_alloc(mm, offsetof(struct mvcc_key, kx) + var_len(klen) + klen +
-					    rec_size(f), NODE_ALIGN);
-	if (n == NULL)
+	uint8_t *p = mem_alloc(mm, var_len(klen) + klen + rec_size(f), NODE_ALIGN);
+	struct mvcc_key *n = (struct mvcc_key *)p;
+	if (p == NULL)
 		return NULL;
-	n->many = NULL;
-	memcpy(put_var(n->kx, klen), key, klen);
+	memcpy(put_var(p, klen), key, klen);
 	rec_write(node_inline(n), f);
 	return n;
-}
-
-static struct mvcc_rec *node_rec(const struct mvcc_key *n, uint32_t i)
-{
-	return n->many != NULL ? n->many->r[i] : node_inline(n);
-}
-
-static struct mvcc_rec *node_last(const struct mvcc_key *n)
-{
-	return node_rec(n, node_nrec(n) - 1);
 }
 
 static void node_rec_free(struct mem *mm, const struct mvcc_key *n, struct mvcc_rec *r)
@@ -578,12 +551,55 @@ static void node_rec_free(struct mem *mm, const struct mvcc_key *n, struct mvcc_
 		mem_free(mm, r, rec_len(r));
 }
 
-static void node_free(struct mem *mm, struct mvcc_key *n)
+/* --- index entries ---------------------------------------------------------- */
+
+static struct mvcc_hist *ent_hist(const struct mvcc_ent *e)
 {
-	if (n->many != NULL) {
-		for (uint32_t i = 0; i < n->many->n; i++)
-			node_rec_free(mm, n, n->many->r[i]);
-		free(n->many);
+	return (uintptr_t)e & 1 ? (struct mvcc_hist *)((uintptr_t)e - 1) : NULL;
+}
+
+static struct mvcc_key *ent_node(const struct mvcc_ent *e)
+{
+	struct mvcc_hist *h = ent_hist(e);
+	return h != NULL ? h->node : (struct mvcc_key *)(uintptr_t)e;
+}
+
+static struct mvcc_ent *ent_of_node(struct mvcc_key *n)
+{
+	return (struct mvcc_ent *)n;
+}
+
+static struct mvcc_ent *ent_of_hist(struct mvcc_hist *h)
+{
+	return (struct mvcc_ent *)((uintptr_t)h | 1);
+}
+
+static uint32_t ent_nrec(const struct mvcc_ent *e)
+{
+	struct mvcc_hist *h = ent_hist(e);
+	return h != NULL ? h->n : 1;
+}
+
+static struct mvcc_rec *ent_rec(const struct mvcc_ent *e, uint32_t i)
+{
+	struct mvcc_hist *h = ent_hist(e);
+	return h != NULL ? h->r[i] : node_inline(ent_node(e));
+}
+
+static struct mvcc_rec *ent_last(const struct mvcc_ent *e)
+{
+	return ent_rec(e, ent_nrec(e) - 1);
+}
+
+/* Frees e's records, its node and its history. */
+static void ent_free(struct mem *mm, struct mvcc_ent *e)
+{
+	struct mvcc_hist *h = ent_hist(e);
+	struct mvcc_key *n = ent_node(e);
+	if (h != NULL) {
+		for (uint32_t i = 0; i < h->n; i++)
+			node_rec_free(mm, n, h->r[i]);
+		free(h);
 	}
 	mem_free(mm, n, node_len(n));
 }
@@ -596,32 +612,36 @@ static uint32_t rec_cap(uint32_t nrec)
 	return c;
 }
 
-/* Appends rec to n's history.  Returns 0 or -KV_ENOMEM (n unchanged). */
 static struct mvcc_hist *hist_resize(struct mvcc_hist *h, uint32_t cap)
 {
 	return realloc(h, offsetof(struct mvcc_hist, r) + (size_t)cap * sizeof(h->r[0]));
 }
 
-static int node_append(struct mvcc_key *n, struct mvcc_rec *rec)
+/* Appends rec to the history of the key at *slot (its place in the index,
+ * which a history's (re)allocation changes).  Returns 0 or -KV_ENOMEM
+ * (nothing changed). */
+static int ent_append(struct mvcc_ent **slot, struct mvcc_rec *rec)
 {
-	uint32_t nrec = node_nrec(n);
+	struct mvcc_hist *h = ent_hist(*slot);
+	uint32_t nrec = ent_nrec(*slot);
 	if (nrec >= UINT32_MAX / 2)
 		return -KV_ENOMEM;
-	if (n->many == NULL) {
-		struct mvcc_hist *h = hist_resize(NULL, 2);
+	if (h == NULL) {
+		struct mvcc_key *n = ent_node(*slot);
+		h = hist_resize(NULL, 2);
 		if (h == NULL)
 			return -KV_ENOMEM;
+		h->node = n;
 		h->r[0] = node_inline(n);
 		h->n = 1;
-		n->many = h;
 	} else if (rec_cap(nrec) == nrec) {
-		struct mvcc_hist *h = hist_resize(n->many, nrec * 2);
+		h = hist_resize(h, nrec * 2);
 		if (h == NULL)
 			return -KV_ENOMEM;
-		n->many = h;
 	}
-	n->many->r[nrec] = rec;
-	n->many->n = nrec + 1;
+	h->r[nrec] = rec;
+	h->n = nrec + 1;
+	*slot = ent_of_hist(h);
 	return 0;
 }
 
@@ -631,38 +651,40 @@ static uint64_t rec_bytes(const struct mvcc_key *n, const struct mvcc_rec *r)
 }
 
 /*
- * Frees the first `drop` records of n.  When the inline one goes, the node
- * is rebuilt around its latest record (copied inline), so the returned node
- * may be a new one (n is freed then); NULL if nothing is left (n freed).
- * On out of memory the node is kept as it is (the dead inline bytes with
- * it): correct, just larger.
+ * Frees the first `drop` records of e.  When the inline one goes, the node
+ * is rebuilt around its latest record (copied inline), so the returned
+ * entry may have a new node (the old one is freed then); NULL if nothing
+ * is left (all freed).  On out of memory the node is kept as it is (the
+ * dead inline bytes with it): correct, just larger.
  */
-static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint32_t drop)
+static struct mvcc_ent *ent_drop_front(struct mvcc *m, struct mvcc_ent *e, uint32_t drop)
 {
+	struct mvcc_hist *h = ent_hist(e);
+	struct mvcc_key *n = ent_node(e);
 	struct mvcc_rec *inl = node_inline(n);
-	uint32_t left = node_nrec(n) - drop;
+	uint32_t left = ent_nrec(e) - drop;
 	bool inline_dropped = false;
 
 	if (drop == 0)
-		return n;
+		return e;
 	if (left == 0) {
 		for (uint32_t i = 0; i < drop; i++)
-			m->bytes -= rec_bytes(n, node_rec(n, i));
-		node_free(&m->mem, n);
+			m->bytes -= rec_bytes(n, ent_rec(e, i));
+		ent_free(&m->mem, e);
 		return NULL;
 	}
-	/* drop > 0 and left > 0: n has a many array. */
+	/* drop > 0 and left > 0: e has a history. */
 	for (uint32_t i = 0; i < drop; i++) {
-		m->bytes -= rec_bytes(n, n->many->r[i]);
-		if (n->many->r[i] == inl)
+		m->bytes -= rec_bytes(n, h->r[i]);
+		if (h->r[i] == inl)
 			inline_dropped = true;
 		else
-			mem_free(&m->mem, n->many->r[i], rec_len(n->many->r[i]));
+			mem_free(&m->mem, h->r[i], rec_len(h->r[i]));
 	}
-	memmove(n->many->r, n->many->r + drop, (size_t)left * sizeof(n->many->r[0]));
-	n->many->n = left;
+	memmove(h->r, h->r + drop, (size_t)left * sizeof(h->r[0]));
+	h->n = left;
 	if (inline_dropped) {
-		struct mvcc_rec *last = n->many->r[left - 1];
+		struct mvcc_rec *last = h->r[left - 1];
 		struct rec_fields f;
 		struct mvcc_key *nn;
 		rec_read(last, &f);
@@ -670,39 +692,40 @@ static struct mvcc_key *node_drop_front(struct mvcc *m, struct mvcc_key *n, uint
 		if (nn == NULL) {
 			/* Keep the dead inline bytes: node_inline() is still
 			 * not a retained record, which node_rec_free tolerates. */
-			return n;
-		}
-		if (left > 1) {
-			nn->many = n->many;
-			nn->many->r[left - 1] = node_inline(nn);
-		} else {
-			free(n->many);
+			return e;
 		}
 		mem_free(&m->mem, last, rec_len(last));
 		/* n's inline record is the dead one: the size is its own still. */
 		mem_free(&m->mem, n, (size_t)((uint8_t *)inl - (uint8_t *)n) + rec_len(inl));
-		return nn;
+		if (left == 1) {
+			free(h);
+			return ent_of_node(nn);
+		}
+		h->node = nn;
+		h->r[left - 1] = node_inline(nn);
+		return e;
 	}
-	if (left == 1 && n->many->r[0] == inl) {
-		free(n->many);
-		n->many = NULL;
-	} else if (rec_cap(left) < rec_cap(left + drop)) {
-		struct mvcc_hist *h = hist_resize(n->many, rec_cap(left));
-		if (h != NULL)
-			n->many = h;
+	if (left == 1 && h->r[0] == inl) {
+		free(h);
+		return ent_of_node(n);
 	}
-	return n;
+	if (rec_cap(left) < rec_cap(left + drop)) {
+		struct mvcc_hist *hh = hist_resize(h, rec_cap(left));
+		if (hh != NULL)
+			return ent_of_hist(hh);
+	}
+	return e;
 }
 
 /* Index of the last record with mod <= rev, or -1. */
-static long node_at(const struct mvcc_key *n, int64_t rev)
+static long ent_at(const struct mvcc_ent *e, int64_t rev)
 {
-	long lo = 0, hi = (long)node_nrec(n) - 1;
-	if (rec_mod(node_last(n)) <= rev)
+	long lo = 0, hi = (long)ent_nrec(e) - 1;
+	if (rec_mod(ent_last(e)) <= rev)
 		return hi;
 	while (lo <= hi) {
 		long mid = lo + (hi - lo) / 2;
-		if (rec_mod(node_rec(n, (uint32_t)mid)) <= rev)
+		if (rec_mod(ent_rec(e, (uint32_t)mid)) <= rev)
 			lo = mid + 1;
 		else
 			hi = mid - 1;
@@ -763,7 +786,7 @@ static bool bt_seek(const struct bt *t, const uint8_t *key, size_t klen, struct 
 	hi = path->leaf->h.n;
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
-		if (node_key_cmp(path->leaf->k[mid], key, klen) < 0)
+		if (node_key_cmp(ent_node(path->leaf->k[mid]), key, klen) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -773,13 +796,13 @@ static bool bt_seek(const struct bt *t, const uint8_t *key, size_t klen, struct 
 }
 
 /* The key at a position, moving to the next leaf past the end. */
-static struct mvcc_key *bt_at(struct bt_leaf **leaf, uint32_t *pos)
+static struct mvcc_ent **bt_at(struct bt_leaf **leaf, uint32_t *pos)
 {
 	while (*leaf != NULL && *pos >= (*leaf)->h.n) {
 		*leaf = (*leaf)->next;
 		*pos = 0;
 	}
-	return *leaf != NULL ? (*leaf)->k[*pos] : NULL;
+	return *leaf != NULL ? &(*leaf)->k[*pos] : NULL;
 }
 
 static struct bt_leaf *bt_first(const struct bt *t)
@@ -795,7 +818,7 @@ static struct bt_leaf *bt_first(const struct bt *t)
 /* Inserts k (not in t) where bt_seek found its place, splitting nodes
  * upwards as needed.  Returns 0 or -KV_ENOMEM (t unchanged: whatever a
  * split needs is allocated before anything moves). */
-static int bt_insert(struct bt *t, struct bt_path *path, struct mvcc_key *k)
+static int bt_insert(struct bt *t, struct bt_path *path, struct mvcc_ent *k)
 {
 	struct bt_leaf *leaf = path->leaf, *right;
 	struct bt_hdr *up_child;
@@ -841,7 +864,7 @@ static int bt_insert(struct bt *t, struct bt_path *path, struct mvcc_key *k)
 	}
 	{
 		/* The leaf: a split at the very end keeps the left one full. */
-		struct mvcc_key *all[BT_FAN + 1];
+		struct mvcc_ent *all[BT_FAN + 1];
 		uint32_t s = path->pos == BT_FAN && leaf->next == NULL ? BT_FAN : (BT_FAN + 1) / 2;
 		memcpy(all, leaf->k, path->pos * sizeof(*all));
 		all[path->pos] = k;
@@ -854,7 +877,7 @@ static int bt_insert(struct bt *t, struct bt_path *path, struct mvcc_key *k)
 		right->next = leaf->next;
 		leaf->next = right;
 		up_child = &right->h;
-		up_sep = right->k[0];
+		up_sep = ent_node(right->k[0]);
 	}
 	for (d = (int)t->depth - 1; d >= 0; d--) {
 		struct bt_inner *in = path->in[d], *r;
@@ -931,7 +954,7 @@ static struct mvcc_key *bt_min(const struct bt_hdr *x)
 {
 	while (!x->leaf)
 		x = ((const struct bt_inner *)x)->c[0];
-	return ((const struct bt_leaf *)x)->k[0];
+	return ent_node(((const struct bt_leaf *)x)->k[0]);
 }
 
 /*
@@ -939,7 +962,7 @@ static struct mvcc_key *bt_min(const struct bt_hdr *x)
  * completely: one pass, no comparisons (loading a snapshot, and after a
  * compaction).  0 or -KV_ENOMEM (t left empty; keys untouched).
  */
-static int bt_build(struct bt *t, struct mvcc_key *const *keys, size_t n)
+static int bt_build(struct bt *t, struct mvcc_ent *const *keys, size_t n)
 {
 	struct bt_hdr **level, **up;
 	struct bt_leaf *prev = NULL;
@@ -1009,13 +1032,13 @@ static int bt_build(struct bt *t, struct mvcc_key *const *keys, size_t n)
 	return 0;
 }
 
-/* The node for exactly key, or (exact == false) the first node >= key,
- * with its position. */
-static struct mvcc_key *tree_find(const struct mvcc *m, const uint8_t *key, size_t klen, bool exact,
-				  struct bt_leaf **leaf, uint32_t *pos)
+/* The index slot of exactly key, or (exact == false) of the first key >=
+ * key, with its position. */
+static struct mvcc_ent **tree_find(const struct mvcc *m, const uint8_t *key, size_t klen, bool exact,
+				   struct bt_leaf **leaf, uint32_t *pos)
 {
 	struct bt_path path;
-	struct mvcc_key *n;
+	struct mvcc_ent **n;
 
 	*leaf = NULL;
 	*pos = 0;
@@ -1024,7 +1047,7 @@ static struct mvcc_key *tree_find(const struct mvcc *m, const uint8_t *key, size
 	*leaf = path.leaf;
 	*pos = path.pos;
 	n = bt_at(leaf, pos);
-	if (exact && n != NULL && node_key_cmp(n, key, klen) != 0)
+	if (exact && n != NULL && node_key_cmp(ent_node(*n), key, klen) != 0)
 		n = NULL;
 	return n;
 }
@@ -1046,7 +1069,7 @@ static void mvcc_clear(struct mvcc *m)
 	/* The history arrays are malloc'd; nodes and records go with the slabs. */
 	for (struct bt_leaf *l = bt_first(&m->tree); l != NULL; l = l->next)
 		for (uint32_t i = 0; i < l->h.n; i++)
-			free(l->k[i]->many);
+			free(ent_hist(l->k[i]));
 	bt_free(&m->tree);
 	mem_clear(&m->mem);
 	m->rev = 1;
@@ -1142,15 +1165,16 @@ static int put_locked(struct mvcc *m, const uint8_t *key, size_t klen, const uin
 		      size_t vlen, int64_t lease)
 {
 	struct bt_path path;
-	struct mvcc_key *n = NULL;
+	struct mvcc_ent **slot = NULL;
+	struct mvcc_key *n;
 	struct mvcc_rec *prev = NULL, *r;
 	struct rec_fields f;
 	int rv;
 
 	if (bt_seek(&m->tree, key, klen, &path) && path.pos < path.leaf->h.n &&
-	    node_key_cmp(path.leaf->k[path.pos], key, klen) == 0) {
-		n = path.leaf->k[path.pos];
-		prev = node_last(n);
+	    node_key_cmp(ent_node(path.leaf->k[path.pos]), key, klen) == 0) {
+		slot = &path.leaf->k[path.pos];
+		prev = ent_last(*slot);
 		if (!rec_live(prev))
 			prev = NULL;
 	}
@@ -1161,13 +1185,13 @@ static int put_locked(struct mvcc *m, const uint8_t *key, size_t klen, const uin
 	f.lease = lease;
 	f.create = prev ? rec_create(prev) : m->rev + 1;
 	f.version = prev ? rec_version(prev) + 1 : 1;
-	if (n == NULL) {
+	if (slot == NULL) {
 		n = node_new(&m->mem, key, klen, &f);
 		if (n == NULL)
 			return -KV_ENOMEM;
-		rv = bt_insert(&m->tree, &path, n);
+		rv = bt_insert(&m->tree, &path, ent_of_node(n));
 		if (rv != 0) {
-			node_free(&m->mem, n);
+			ent_free(&m->mem, ent_of_node(n));
 			return rv;
 		}
 		m->nkeys++;
@@ -1176,11 +1200,12 @@ static int put_locked(struct mvcc *m, const uint8_t *key, size_t klen, const uin
 		r = rec_new(&m->mem, &f);
 		if (r == NULL)
 			return -KV_ENOMEM;
-		rv = node_append(n, r);
+		rv = ent_append(slot, r);
 		if (rv != 0) {
 			mem_free(&m->mem, r, rec_len(r));
 			return rv;
 		}
+		n = ent_node(*slot);
 	}
 	if (prev == NULL)
 		m->live++;
@@ -1208,7 +1233,7 @@ static void range_setup(struct mvcc_iter *it, const struct mvcc *m, const uint8_
 			size_t klen, const uint8_t *end, size_t elen)
 {
 	struct bt_leaf *leaf;
-	struct mvcc_key *n;
+	struct mvcc_ent **n;
 
 	it->m = m;
 	it->end = end;
@@ -1219,11 +1244,12 @@ static void range_setup(struct mvcc_iter *it, const struct mvcc *m, const uint8_
 	it->leaf = n != NULL ? leaf : NULL;
 }
 
-/* The next node in range, whatever its state at any revision. */
-static struct mvcc_key *range_next_node(struct mvcc_iter *it)
+/* The index slot of the next key in range, whatever its state at any
+ * revision. */
+static struct mvcc_ent **range_next(struct mvcc_iter *it)
 {
 	struct bt_leaf *leaf = it->leaf;
-	struct mvcc_key *n = bt_at(&leaf, &it->pos);
+	struct mvcc_ent **n = bt_at(&leaf, &it->pos);
 
 	if (n == NULL) {
 		it->leaf = NULL;
@@ -1233,7 +1259,8 @@ static struct mvcc_key *range_next_node(struct mvcc_iter *it)
 		it->leaf = NULL;
 		return n;
 	}
-	if (!it->unbounded && key_cmp(node_key(n), node_klen(n), it->end, it->end_len) >= 0) {
+	if (!it->unbounded &&
+	    key_cmp(node_key(ent_node(*n)), node_klen(ent_node(*n)), it->end, it->end_len) >= 0) {
 		it->leaf = NULL;
 		return NULL;
 	}
@@ -1246,13 +1273,14 @@ static int delete_locked(struct mvcc *m, const uint8_t *key, size_t klen, const 
 			 size_t elen, int64_t *deleted)
 {
 	struct mvcc_iter it;
-	struct mvcc_key *n;
+	struct mvcc_ent **slot;
 	int64_t count = 0;
 
 	range_setup(&it, m, key, klen, end, elen);
-	/* Tombstoning never adds or removes nodes, so walking on is safe. */
-	while ((n = range_next_node(&it)) != NULL) {
-		struct mvcc_rec *prev = node_last(n), *r;
+	/* Tombstoning never adds or removes keys, so walking on is safe. */
+	while ((slot = range_next(&it)) != NULL) {
+		struct mvcc_rec *prev = ent_last(*slot), *r;
+		struct mvcc_key *n = ent_node(*slot);
 		struct rec_fields f = {.mod = m->rev + 1, .sub = m->txn_changes};
 		int rv;
 		if (!rec_live(prev))
@@ -1260,7 +1288,7 @@ static int delete_locked(struct mvcc *m, const uint8_t *key, size_t klen, const 
 		r = rec_new(&m->mem, &f);
 		if (r == NULL)
 			return -KV_ENOMEM;
-		rv = node_append(n, r);
+		rv = ent_append(slot, r);
 		if (rv != 0) {
 			mem_free(&m->mem, r, rec_len(r));
 			return rv;
@@ -1310,16 +1338,16 @@ int mvcc_iter_init(struct mvcc_iter *it, const struct mvcc *m, const uint8_t *ke
 
 bool mvcc_iter_next(struct mvcc_iter *it, struct mvcc_kv *kv)
 {
-	struct mvcc_key *n;
-	while ((n = range_next_node(it)) != NULL) {
-		long i = node_at(n, it->rev);
+	struct mvcc_ent **e;
+	while ((e = range_next(it)) != NULL) {
+		long i = ent_at(*e, it->rev);
 		struct mvcc_rec *r;
 		if (i < 0)
 			continue;
-		r = node_rec(n, (uint32_t)i);
+		r = ent_rec(*e, (uint32_t)i);
 		if (!rec_live(r))
 			continue;
-		fill_kv(kv, n, r);
+		fill_kv(kv, ent_node(*e), r);
 		return true;
 	}
 	return false;
@@ -1329,22 +1357,24 @@ uint64_t mvcc_changes(const struct mvcc *m, const uint8_t *key, size_t key_len, 
 		      size_t end_len, int64_t from_rev, int64_t to_rev, mvcc_change_fn fn, void *arg)
 {
 	struct mvcc_iter it;
-	struct mvcc_key *n;
+	struct mvcc_ent **slot;
 	uint64_t visited = 0;
 
 	if (key_len == 0 || from_rev > to_rev)
 		return 0;
 	range_setup(&it, m, key, key_len, end, end_len);
-	while ((n = range_next_node(&it)) != NULL) {
-		visited++;
+	while ((slot = range_next(&it)) != NULL) {
+		const struct mvcc_ent *e = *slot;
+		const struct mvcc_key *n = ent_node(e);
 		/* First record at or after from_rev: past the last one before. */
-		uint32_t i = (uint32_t)(node_at(n, from_rev - 1) + 1);
-		for (; i < node_nrec(n); i++) {
-			const struct mvcc_rec *r = node_rec(n, i), *p;
+		uint32_t i = (uint32_t)(ent_at(e, from_rev - 1) + 1);
+		visited++;
+		for (; i < ent_nrec(e); i++) {
+			const struct mvcc_rec *r = ent_rec(e, i), *p;
 			struct mvcc_kv kv, pkv;
 			if (rec_mod(r) > to_rev)
 				break;
-			p = i > 0 ? node_rec(n, i - 1) : NULL;
+			p = i > 0 ? ent_rec(e, i - 1) : NULL;
 			if (p != NULL && !rec_live(p))
 				p = NULL;
 			fill_kv(&kv, n, r);
@@ -1360,14 +1390,14 @@ bool mvcc_get(const struct mvcc *m, const uint8_t *key, size_t key_len, struct m
 {
 	struct bt_leaf *leaf;
 	uint32_t pos;
-	struct mvcc_key *n = tree_find(m, key, key_len, true, &leaf, &pos);
+	struct mvcc_ent **e = tree_find(m, key, key_len, true, &leaf, &pos);
 	struct mvcc_rec *r;
-	if (n == NULL)
+	if (e == NULL)
 		return false;
-	r = node_last(n);
+	r = ent_last(*e);
 	if (!rec_live(r))
 		return false;
-	fill_kv(kv, n, r);
+	fill_kv(kv, ent_node(*e), r);
 	return true;
 }
 
@@ -1389,16 +1419,18 @@ static void mem_unmark(struct mem *mm)
 		s->evacuate = false;
 }
 
-/* Moves n and its records out of slabs marked for evacuation; returns the
- * node's new address (the old one if it stays, or when out of memory). */
-static struct mvcc_key *node_evacuate(struct mem *mm, struct mvcc_key *n)
+/* Moves e's node and records out of slabs marked for evacuation; returns
+ * the entry as it is then (the same one if nothing moved, or when out of
+ * memory). */
+static struct mvcc_ent *ent_evacuate(struct mem *mm, struct mvcc_ent *e)
 {
+	struct mvcc_hist *h = ent_hist(e);
+	struct mvcc_key *n = ent_node(e), *nn;
 	struct mvcc_rec *inl = node_inline(n);
-	struct mvcc_key *nn;
 	size_t len;
 
-	for (uint32_t i = 0; n->many != NULL && i < n->many->n; i++) {
-		struct mvcc_rec *r = n->many->r[i], *rr;
+	for (uint32_t i = 0; h != NULL && i < h->n; i++) {
+		struct mvcc_rec *r = h->r[i], *rr;
 		if (r == inl || !mem_slab_of(r)->evacuate)
 			continue;
 		len = rec_len(r);
@@ -1406,26 +1438,29 @@ static struct mvcc_key *node_evacuate(struct mem *mm, struct mvcc_key *n)
 		if (rr == NULL)
 			continue;
 		memcpy(rr, r, len);
-		n->many->r[i] = rr;
+		h->r[i] = rr;
 		mem_free(mm, r, len);
 	}
 	if (!mem_slab_of(n)->evacuate)
-		return n;
+		return e;
 	len = node_len(n);
 	nn = mem_alloc(mm, len, NODE_ALIGN);
 	if (nn == NULL)
-		return n;
+		return e;
 	memcpy(nn, n, len);
-	for (uint32_t i = 0; nn->many != NULL && i < nn->many->n; i++)
-		if (nn->many->r[i] == inl)
-			nn->many->r[i] = node_inline(nn);
 	mem_free(mm, n, len);
-	return nn;
+	if (h == NULL)
+		return ent_of_node(nn);
+	h->node = nn;
+	for (uint32_t i = 0; i < h->n; i++)
+		if (h->r[i] == inl)
+			h->r[i] = node_inline(nn);
+	return e;
 }
 
 int mvcc_compact(struct mvcc *m, int64_t rev)
 {
-	struct mvcc_key **keep, *n;
+	struct mvcc_ent **keep, *e;
 	size_t nk = 0;
 	int rv;
 
@@ -1441,15 +1476,15 @@ int mvcc_compact(struct mvcc *m, int64_t rev)
 		for (uint32_t j = 0; j < l->h.n; j++) {
 			long i;
 			uint32_t drop = 0;
-			n = l->k[j];
-			i = node_at(n, rev);
+			e = l->k[j];
+			i = ent_at(e, rev);
 			/* etcd keyIndex.compact: keep the latest revision <= rev
 			 * unless it is a tombstone, and everything newer. */
 			if (i >= 0)
-				drop = (uint32_t)i + !rec_live(node_rec(n, (uint32_t)i));
-			n = node_drop_front(m, n, drop);
-			if (n != NULL)
-				keep[nk++] = n;
+				drop = (uint32_t)i + !rec_live(ent_rec(e, (uint32_t)i));
+			e = ent_drop_front(m, e, drop);
+			if (e != NULL)
+				keep[nk++] = e;
 			else
 				m->nkeys--;
 		}
@@ -1458,7 +1493,7 @@ int mvcc_compact(struct mvcc *m, int64_t rev)
 	 * the memory a compaction frees goes back to the system. */
 	if (mem_mark_sparse(&m->mem)) {
 		for (size_t i = 0; i < nk; i++)
-			keep[i] = node_evacuate(&m->mem, keep[i]);
+			keep[i] = ent_evacuate(&m->mem, keep[i]);
 		mem_unmark(&m->mem);
 	}
 	bt_free(&m->tree);
@@ -1466,7 +1501,7 @@ int mvcc_compact(struct mvcc *m, int64_t rev)
 	if (rv != 0) {
 		/* Fatal for the caller (mvcc.h); leave a consistent empty store. */
 		for (size_t i = 0; i < nk; i++)
-			node_free(&m->mem, keep[i]);
+			ent_free(&m->mem, keep[i]);
 		m->nkeys = m->live = m->bytes = 0;
 	}
 	free(keep);
@@ -1574,10 +1609,10 @@ static uint8_t *put_rec_fixed(uint8_t *p, const struct mvcc_rec *r)
 	return put_u32(p, f.vlen);
 }
 
-/* Every key node of t in key order (n: the variable set). */
-#define BT_FOREACH(n, t)                                                                 \
+/* Every index entry of t in key order (e: the variable set). */
+#define BT_FOREACH(e, t)                                                                 \
 	for (struct bt_leaf *bt_l_ = bt_first(t); bt_l_ != NULL; bt_l_ = bt_l_->next)   \
-		for (uint32_t bt_i_ = 0; bt_i_ < bt_l_->h.n && ((n) = bt_l_->k[bt_i_], 1); bt_i_++)
+		for (uint32_t bt_i_ = 0; bt_i_ < bt_l_->h.n && ((e) = bt_l_->k[bt_i_], 1); bt_i_++)
 
 static uint32_t hash_rec(uint32_t h, const struct mvcc_key *n, const struct mvcc_rec *r)
 {
@@ -1591,7 +1626,7 @@ static uint32_t hash_rec(uint32_t h, const struct mvcc_key *n, const struct mvcc
 int mvcc_hash_kv(struct mvcc *m, int64_t rev, uint32_t *hash, int64_t *compact_rev)
 {
 	int64_t c = m->compact_rev;
-	struct mvcc_key *n;
+	struct mvcc_ent *e;
 	uint32_t h = 0;
 
 	*hash = 0;
@@ -1602,13 +1637,13 @@ int mvcc_hash_kv(struct mvcc *m, int64_t rev, uint32_t *hash, int64_t *compact_r
 		return -KV_EFUTUREREV;
 	if (rev <= 0)
 		rev = m->rev;
-	BT_FOREACH(n, &m->tree)
+	BT_FOREACH(e, &m->tree)
 	{
-		long last = node_at(n, rev);
+		long last = ent_at(e, rev);
 		for (long i = 0; i <= last; i++) {
-			struct mvcc_rec *r = node_rec(n, (uint32_t)i);
+			struct mvcc_rec *r = ent_rec(e, (uint32_t)i);
 			if (rec_mod(r) > c || (i == last && rec_live(r)))
-				h = hash_rec(h, n, r);
+				h = hash_rec(h, ent_node(e), r);
 		}
 	}
 	*hash = h;
@@ -1618,15 +1653,15 @@ int mvcc_hash_kv(struct mvcc *m, int64_t rev, uint32_t *hash, int64_t *compact_r
 int mvcc_hash(struct mvcc *m, uint32_t *hash)
 {
 	uint8_t buf[16];
-	struct mvcc_key *n;
+	struct mvcc_ent *e;
 	uint32_t h;
 
 	put_u64(put_u64(buf, (uint64_t)m->rev), (uint64_t)m->compact_rev);
 	h = mvcc_crc32c(0, buf, sizeof(buf));
-	BT_FOREACH(n, &m->tree)
+	BT_FOREACH(e, &m->tree)
 	{
-		for (uint32_t i = 0; i < node_nrec(n); i++)
-			h = hash_rec(h, n, node_rec(n, i));
+		for (uint32_t i = 0; i < ent_nrec(e); i++)
+			h = hash_rec(h, ent_node(e), ent_rec(e, i));
 	}
 	*hash = h;
 	return 0;
@@ -1644,17 +1679,17 @@ int mvcc_hash(struct mvcc *m, uint32_t *hash)
 
 int mvcc_encode(const struct mvcc *m, uint8_t **data, size_t *len)
 {
-	struct mvcc_key *n;
+	struct mvcc_ent *e;
 	size_t size = SNAP_HEADER + 4;
 	uint8_t *buf, *p;
 
 	*data = NULL;
 	*len = 0;
-	BT_FOREACH(n, &m->tree)
+	BT_FOREACH(e, &m->tree)
 	{
-		size += SNAP_KEY_FIXED + node_klen(n);
-		for (uint32_t i = 0; i < node_nrec(n); i++)
-			size += SNAP_REC_FIXED + rec_vlen(node_rec(n, i));
+		size += SNAP_KEY_FIXED + node_klen(ent_node(e));
+		for (uint32_t i = 0; i < ent_nrec(e); i++)
+			size += SNAP_REC_FIXED + rec_vlen(ent_rec(e, i));
 	}
 	buf = malloc(size);
 	if (buf == NULL)
@@ -1664,13 +1699,13 @@ int mvcc_encode(const struct mvcc *m, uint8_t **data, size_t *len)
 	p = put_u64(p, (uint64_t)m->rev);
 	p = put_u64(p, (uint64_t)m->compact_rev);
 	p = put_u64(p, m->nkeys);
-	BT_FOREACH(n, &m->tree)
+	BT_FOREACH(e, &m->tree)
 	{
-		p = put_u32(p, node_klen(n));
-		memcpy(p, node_key(n), node_klen(n));
-		p = put_u32(p + node_klen(n), node_nrec(n));
-		for (uint32_t i = 0; i < node_nrec(n); i++) {
-			const struct mvcc_rec *r = node_rec(n, i);
+		p = put_u32(p, node_klen(ent_node(e)));
+		memcpy(p, node_key(ent_node(e)), node_klen(ent_node(e)));
+		p = put_u32(p + node_klen(ent_node(e)), ent_nrec(e));
+		for (uint32_t i = 0; i < ent_nrec(e); i++) {
+			const struct mvcc_rec *r = ent_rec(e, i);
 			p = put_rec_fixed(p, r);
 			memcpy(p, rec_val(r), rec_vlen(r));
 			p += rec_vlen(r);
@@ -1741,14 +1776,16 @@ static bool decode_rec(struct cursor *c, struct rec_fields *f)
 
 /* One key: its records are all checked first, then the node is made with
  * the latest one inline (the one a compaction keeps longest). */
-static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_key *last,
-		      struct mvcc_key **out)
+static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_ent *last,
+		      struct mvcc_ent **out)
 {
 	struct rec_fields f, prev;
 	struct cursor recs;
 	uint32_t klen, nrec;
 	const uint8_t *key;
 	struct mvcc_key *n;
+	struct mvcc_hist *h;
+	struct mvcc_ent *e;
 
 	if (!cur_need(c, 4))
 		return -KV_ECORRUPT;
@@ -1757,7 +1794,7 @@ static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_key *l
 	if (klen == 0 || !cur_need(c, (size_t)klen + 4))
 		return -KV_ECORRUPT;
 	key = c->p;
-	if (last != NULL && key_cmp(node_key(last), node_klen(last), key, klen) >= 0)
+	if (last != NULL && key_cmp(node_key(ent_node(last)), node_klen(ent_node(last)), key, klen) >= 0)
 		return -KV_ECORRUPT;
 	nrec = get_u32(c->p + klen);
 	if (nrec == 0 || nrec > (size_t)(c->end - c->p - klen - 4) / SNAP_REC_FIXED)
@@ -1772,37 +1809,40 @@ static int decode_key(struct mvcc *m, struct cursor *c, const struct mvcc_key *l
 	n = node_new(&m->mem, key, klen, &f);
 	if (n == NULL)
 		return -KV_ENOMEM;
+	e = ent_of_node(n);
 	if (nrec > 1) {
-		n->many = hist_resize(NULL, rec_cap(nrec));
-		if (n->many == NULL) {
-			node_free(&m->mem, n);
+		h = hist_resize(NULL, rec_cap(nrec));
+		if (h == NULL) {
+			ent_free(&m->mem, e);
 			return -KV_ENOMEM;
 		}
-		n->many->n = nrec;
+		h->node = n;
+		h->n = nrec;
+		e = ent_of_hist(h);
 		for (uint32_t i = 0; i + 1 < nrec; i++) {
 			decode_rec(&recs, &f);
-			n->many->r[i] = rec_new(&m->mem, &f);
-			if (n->many->r[i] == NULL) {
-				/* List what exists (and the node itself) for node_free. */
-				n->many->r[i] = node_inline(n);
-				n->many->n = i + 1;
-				node_free(&m->mem, n);
+			h->r[i] = rec_new(&m->mem, &f);
+			if (h->r[i] == NULL) {
+				/* List what exists (and the node itself) for ent_free. */
+				h->r[i] = node_inline(n);
+				h->n = i + 1;
+				ent_free(&m->mem, e);
 				return -KV_ENOMEM;
 			}
 		}
-		n->many->r[nrec - 1] = node_inline(n);
+		h->r[nrec - 1] = node_inline(n);
 	}
 	for (uint32_t i = 0; i < nrec; i++)
-		m->bytes += rec_bytes(n, node_rec(n, i));
-	if (rec_live(node_last(n)))
+		m->bytes += rec_bytes(n, ent_rec(e, i));
+	if (rec_live(ent_last(e)))
 		m->live++;
-	*out = n;
+	*out = e;
 	return 0;
 }
 
 static int decode_body(struct mvcc *m, const uint8_t *data, size_t len)
 {
-	struct mvcc_key **keys;
+	struct mvcc_ent **keys;
 	struct cursor c;
 	uint64_t nkeys, i;
 	int rv = 0;
@@ -1838,7 +1878,7 @@ static int decode_body(struct mvcc *m, const uint8_t *data, size_t len)
 		m->nkeys = nkeys;
 	} else {
 		while (i-- > 0)
-			node_free(&m->mem, keys[i]);
+			ent_free(&m->mem, keys[i]);
 	}
 	free(keys);
 	return rv;

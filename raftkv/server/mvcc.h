@@ -21,10 +21,11 @@
  * Memory: one allocation per key, holding the key bytes and one revision
  * (the key's first; after a snapshot load or a compaction, its latest) with
  * its value inline, and one per further revision, all carved from slabs of
- * the store's own; a key with one revision needs nothing else.  Fields that
- * take their usual value (create = mod, version 1, lease 0) are not
- * stored.  The keys are indexed by a B+tree of pointers (~10 bytes a key).
- * Only a compaction gives memory back.
+ * the store's own; a key with one revision needs nothing else (8 bytes
+ * besides its key and value, typically).  Fields that take their usual
+ * value (create = mod, version 1, lease 0) are not stored.  The keys are
+ * indexed by a B+tree (~8.5 bytes a key); a key with more revisions has a
+ * malloc'd list of them.  Only a compaction gives memory back.
  *
  * Error returns: 0 or a negative KV_E* code (lib/err.h).  -KV_ENOMEM from a
  * write inside a transaction leaves that transaction partly applied: the
