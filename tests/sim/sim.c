@@ -92,11 +92,20 @@
 #define SIM_DEFAULT_STEPS 3000u
 #endif
 #define SIM_MSG 1024
+#define SIM_APPENDS 4096 /* appends in flight per member (max_inflight_entries is 2048) */
 #define SIM_NO_COMPACTION (1u << 30)
 
 #define SIM_CONTAINER(ptr, type, field) ((type *)(void *)((char *)(ptr)-offsetof(type, field)))
 
 /* --- options ---------------------------------------------------------------- */
+
+/* Planted bugs (--plant): each must make every seed that reaches it fail,
+ * which shows that the checks still see what they are meant to. */
+enum sim_plant {
+	PLANT_NONE,
+	PLANT_APPLY,      /* member 2 skips applying one entry: states differ */
+	PLANT_DISK_ORDER, /* the disk queue is not kept in order */
+};
 
 struct sim_opts {
 	uint64_t seeds, start;
@@ -108,6 +117,7 @@ struct sim_opts {
 	bool installs;      /* small trailing: InstallSnapshot (--installs) */
 	bool reorder;       /* latency changes may reorder a link (--reorder) */
 	bool twice;         /* every seed twice, digests compared */
+	int plant;          /* a planted bug the checks must catch (--plant) */
 	int verbose;
 	bool quiet;
 	const char *argv0;
@@ -240,6 +250,29 @@ struct sim_member {
 	uint64_t expect[SIM_MAX_CMDS];
 	unsigned n_expect, n_seen;
 	uint64_t last_activity; /* fixture time of its last disk/network event */
+	/* The I/O wrappers (sim_io_*) around the fixture's raft_io methods. */
+	struct raft_io *io;
+	int (*real_send)(struct raft_io *, struct raft_io_send *, const struct raft_message *,
+			 raft_io_send_cb);
+	int (*real_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
+			   unsigned, raft_io_append_cb);
+	int (*real_snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+				 const struct raft_snapshot *, raft_io_snapshot_put_cb);
+	int (*real_snapshot_get)(struct raft_io *, struct raft_io_snapshot_get *,
+				 raft_io_snapshot_get_cb);
+	unsigned disk_target;   /* wanted disk latency (ms) */
+	raft_time disk_due;     /* completion time of its latest disk request */
+	raft_time stall_until;  /* a failing disk: writes retried until then */
+	unsigned net_target;    /* wanted network latency (ms) */
+	raft_time net_due;      /* delivery time of its latest message */
+	unsigned send_fail;     /* permille of its sends that fail */
+	raft_time link_down[SIM_MAX_NODES]; /* sends to j fail until then */
+	/* Appends in flight, oldest first: each must complete in turn. */
+	struct sim_append {
+		struct raft_io_append *req;
+		raft_io_append_cb cb;
+	} appends[SIM_APPENDS];
+	unsigned append_head, n_appends;
 };
 
 struct sim {
@@ -279,7 +312,7 @@ struct sim {
 
 	struct {
 		uint64_t proposed, refused, acked, applied, snapshots, restores, unavailable,
-			kills, partitions, faults, leaders;
+			kills, partitions, faults, leaders, stalls, send_fails;
 	} st;
 };
 
@@ -586,7 +619,15 @@ static int sim_fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, vo
 	}
 	m->cur_index = index;
 	m->n_seen = 0;
-	rv = m->real_apply(fsm, buf, result);
+	if (s->o->plant == PLANT_APPLY && m->id == 2 && index >= 40 && index % 8 == 0 &&
+	    m->n_expect > 0) {
+		/* The planted bug: the entry is skipped but reports results. */
+		*result = NULL;
+		m->n_seen = m->n_expect;
+		rv = 0;
+	} else {
+		rv = m->real_apply(fsm, buf, result);
+	}
 	if (rv != 0)
 		sim_fail(s, "member %" PRIu64 ": fsm apply of index %" PRIu64 " returned %d", m->id,
 			 index, rv);
@@ -789,6 +830,168 @@ static void sim_heal_links(struct sim *s)
 		for (unsigned j = 0; j < s->n; j++)
 			s->want[i][j] = LINK_OK;
 	sim_apply_links(s);
+}
+
+/* --- I/O as production sees it: wrappers around the fixture's raft_io ----------
+ *
+ * libraft's uv backend (what the server runs) writes the log in order and
+ * retries a failed write forever, every raft_uv_set_disk_retry ms; a failed
+ * append therefore reaches libraft's core only as a write that takes longer.
+ * The fixture instead completes each disk request after the latency set when
+ * it was issued, so lowering the latency would let a later write complete
+ * before an earlier one; and its fault injection fails requests in a way
+ * libraft 0.22.1's legacy layer cannot take (HACKING.md).  These wrappers
+ * give every member a disk queue: each request completes no earlier than the
+ * one before it, after the member's current latency or, while its disk is
+ * "failing", once the stall is over.  The same holds for messages per
+ * sender (a TCP stream per link), and a send can fail: libraft's uv transport
+ * completes sends with an error when a connection breaks or cannot be made,
+ * and the message is lost.  The fixture does the same for a peer it does not
+ * know, so a failing send is passed on addressed to no one. */
+
+static struct sim_member *sim_member_of(struct raft_io *io)
+{
+	struct sim *s = sim_current;
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->m[i].io == io)
+			return &s->m[i];
+	abort();
+}
+
+/* The latency that keeps m's disk queue in order: its target, but never
+ * completing before the request ahead of it, nor before a stall ends. */
+static void sim_disk_next(struct sim_member *m)
+{
+	struct sim *s = m->sim;
+	raft_time now = s->f.time, due = now + m->disk_target;
+
+	if (due < m->disk_due && s->o->plant != PLANT_DISK_ORDER)
+		due = m->disk_due;
+	if (due < m->stall_until)
+		due = m->stall_until;
+	raft_fixture_set_disk_latency(&s->f, m->i, (unsigned)(due - now));
+	m->disk_due = due;
+	m->last_activity = now;
+}
+
+/* Checks that appends complete in the order they were issued, as the uv
+ * backend's do (libraft's core counts on it), then passes the completion on. */
+static void sim_io_append_done(struct raft_io_append *req, int status)
+{
+	struct sim_member *m = NULL;
+	struct sim *s = sim_current;
+	struct sim_append *a;
+
+	for (unsigned i = 0; i < s->n && !m; i++)
+		for (unsigned k = 0; k < s->m[i].n_appends && !m; k++)
+			if (s->m[i].appends[(s->m[i].append_head + k) % SIM_APPENDS].req == req)
+				m = &s->m[i];
+	if (!m)
+		abort();
+	a = &m->appends[m->append_head];
+	if (a->req != req) {
+		sim_fail(s, "member %" PRIu64 ": a disk write completed before one issued earlier",
+			 m->id);
+		for (unsigned k = 1; k < m->n_appends; k++) {
+			struct sim_append *b = &m->appends[(m->append_head + k) % SIM_APPENDS];
+			if (b->req == req) {
+				struct sim_append t = *a;
+				*a = *b;
+				*b = t;
+				break;
+			}
+		}
+	}
+	m->append_head = (m->append_head + 1) % SIM_APPENDS;
+	m->n_appends--;
+	if (status != 0)
+		sim_fail(s, "member %" PRIu64 ": a disk write failed (%s) outside --faults", m->id,
+			 raft_strerror(status));
+	a->cb(req, status);
+}
+
+static int sim_io_append(struct raft_io *io, struct raft_io_append *req,
+			 const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+	struct sim_member *m = sim_member_of(io);
+	struct sim_append *a;
+	int rv;
+
+	if (m->sim->o->faults)
+		return m->real_append(io, req, entries, n, cb);
+	if (m->n_appends == SIM_APPENDS)
+		abort();
+	sim_disk_next(m);
+	a = &m->appends[(m->append_head + m->n_appends) % SIM_APPENDS];
+	a->req = req;
+	a->cb = cb;
+	rv = m->real_append(io, req, entries, n, sim_io_append_done);
+	if (rv == 0)
+		m->n_appends++;
+	return rv;
+}
+
+static int sim_io_snapshot_put(struct raft_io *io, unsigned trailing,
+			       struct raft_io_snapshot_put *req, const struct raft_snapshot *snap,
+			       raft_io_snapshot_put_cb cb)
+{
+	struct sim_member *m = sim_member_of(io);
+	sim_disk_next(m);
+	return m->real_snapshot_put(io, trailing, req, snap, cb);
+}
+
+static int sim_io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+			       raft_io_snapshot_get_cb cb)
+{
+	struct sim_member *m = sim_member_of(io);
+	sim_disk_next(m);
+	return m->real_snapshot_get(io, req, cb);
+}
+
+static int sim_io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *msg,
+		       raft_io_send_cb cb)
+{
+	struct sim_member *m = sim_member_of(io);
+	struct sim *s = m->sim;
+	raft_time now = s->f.time;
+	unsigned to = (unsigned)msg->server_id - 1;
+
+	m->last_activity = now;
+	if (to < s->n && (m->link_down[to] > now || (m->send_fail && sim_chance(&s->rng, m->send_fail)))) {
+		/* The fixture completes a send to an unknown peer with
+		 * RAFT_NOCONNECTION on its next step, as the uv transport
+		 * completes one whose connection failed; nothing is delivered. */
+		struct raft_message lost = *msg;
+		lost.server_id = 0;
+		s->st.send_fails++;
+		s->digest = sim_mix(s->digest, 0xfa11ull ^ ((uint64_t)m->i << 8) ^ to);
+		return m->real_send(io, req, &lost, cb);
+	}
+	/* The fixture stamps a message with the sender's latency when it
+	 * flushes the send, at this same simulated time: keep the link FIFO
+	 * unless --reorder. */
+	if (!s->o->reorder) {
+		raft_time due = now + m->net_target;
+		if (due < m->net_due)
+			due = m->net_due;
+		raft_fixture_set_network_latency(&s->f, m->i, (unsigned)(due - now));
+		m->net_due = due;
+	}
+	return m->real_send(io, req, msg, cb);
+}
+
+static void sim_io_wrap(struct sim_member *m)
+{
+	struct raft_io *io = sim_raft(m->sim, m->i)->io;
+	m->io = io;
+	m->real_send = io->send;
+	m->real_append = io->append;
+	m->real_snapshot_put = io->snapshot_put;
+	m->real_snapshot_get = io->snapshot_get;
+	io->send = sim_io_send;
+	io->append = sim_io_append;
+	io->snapshot_put = sim_io_snapshot_put;
+	io->snapshot_get = sim_io_snapshot_get;
 }
 
 /* --- the fixture hook: runs after every step ------------------------------------ */
@@ -1155,6 +1358,60 @@ static void sim_partition(struct sim *s)
 	sim_apply_links(s);
 }
 
+/* A leader (the member whose faults hurt most) two times in three,
+ * otherwise any member. */
+static unsigned sim_leader_or_any(struct sim *s)
+{
+	unsigned n = sim_below(&s->rng, 3);
+	for (unsigned i = 0; n && i < s->n; i++)
+		if (raft_state(sim_raft(s, i)) == RAFT_LEADER)
+			return i;
+	return sim_below(&s->rng, s->n);
+}
+
+/* Disk and network faults as production meets them (see sim_io_send). */
+static void sim_io_chaos(struct sim *s, unsigned scale)
+{
+	struct sim_rng *g = &s->rng;
+	raft_time now = s->f.time;
+	unsigned i;
+
+	if (sim_chance(g, scale)) {
+		/* A disk that fails for a while: libraft's uv backend retries
+		 * the write (every raft_uv_set_disk_retry ms, 1 s by default)
+		 * until it succeeds; often the leader's. */
+		unsigned ms = 100 + sim_below(g, sim_chance(g, 200) ? 5000 : 1500);
+		i = sim_leader_or_any(s);
+		s->m[i].stall_until = now + ms;
+		s->st.stalls++;
+		sim_log(s, "member %u: disk fails for %u ms (writes retried)", i + 1, ms);
+	}
+	if (sim_chance(g, scale)) {
+		/* A slow disk (slow fsync) for a while: latencies far above
+		 * the network's, now and then above the heartbeat interval. */
+		i = sim_leader_or_any(s);
+		s->m[i].disk_target = 40 + sim_below(g, sim_chance(g, 300) ? 400 : 120);
+		s->disk_latency[i] = s->m[i].disk_target;
+		sim_log(s, "member %u: slow disk, %u ms", i + 1, s->m[i].disk_target);
+	}
+	if (sim_chance(g, 2 * scale)) {
+		/* A broken connection: sends on one link fail until the
+		 * transport reconnects. */
+		unsigned ms = 10 + sim_below(g, 1500);
+		unsigned j;
+		i = sim_leader_or_any(s);
+		j = (i + 1 + sim_below(g, s->n - 1)) % s->n;
+		s->m[i].link_down[j] = now + ms;
+		sim_log(s, "member %u: sends to %u fail for %u ms", i + 1, j + 1, ms);
+	}
+	if (sim_chance(g, scale)) {
+		/* A flaky network on one member: some of its sends fail. */
+		i = sim_below(g, s->n);
+		s->m[i].send_fail = sim_chance(g, 500) ? 0 : 1 + sim_below(g, 100);
+		sim_log(s, "member %u: %u permille of sends fail", i + 1, s->m[i].send_fail);
+	}
+}
+
 static void sim_chaos(struct sim *s)
 {
 	struct sim_rng *g = &s->rng;
@@ -1179,29 +1436,26 @@ static void sim_chaos(struct sim *s)
 		unsigned net = 1 + sim_below(g, sim_chance(g, 100) ? 400 : 60),
 			 disk = 1 + sim_below(g, sim_chance(g, 100) ? 200 : 30);
 		i = sim_below(g, s->n);
-		/* Likewise a message sent after a shorter latency was set would
-		 * overtake earlier ones on the same link, which libraft's TCP
-		 * transport never does; --reorder allows it (HACKING.md). */
-		if (s->o->reorder || s->f.time - s->m[i].last_activity > s->net_latency[i] + 1) {
+		/* The wrappers keep links and disks in order whatever the
+		 * latency does (sim_io_send, sim_disk_next); --reorder sets
+		 * the fixture's latency directly, so a message sent after a
+		 * shorter latency was set overtakes earlier ones on its link,
+		 * which libraft's TCP transport never does (HACKING.md). */
+		if (!s->o->reorder) {
+			s->m[i].net_target = net;
+		} else if (s->f.time - s->m[i].last_activity > s->net_latency[i] + 1) {
 			raft_fixture_set_network_latency(&s->f, i, net);
-			s->net_latency[i] = net;
-			if (net > s->max_latency)
-				s->max_latency = net;
 		}
-		/* The fixture completes disk writes by due time: a write issued
-		 * after a shorter latency was set would overtake earlier ones and
-		 * land before them in the fixture's "disk" (a real disk appends in
-		 * order, and a restart would then load a shuffled log).  Only
-		 * change it while no write can be in flight. */
-		if (s->f.time - s->m[i].last_activity > s->disk_latency[i] + 1) {
-			raft_fixture_set_disk_latency(&s->f, i, disk);
-			s->disk_latency[i] = disk;
-			if (disk > s->max_latency)
-				s->max_latency = disk;
-		}
-		sim_log(s, "member %u: network %u ms, disk %u ms", i + 1, s->net_latency[i],
-			s->disk_latency[i]);
+		s->net_latency[i] = net;
+		s->m[i].disk_target = disk;
+		s->disk_latency[i] = disk;
+		if (net > s->max_latency)
+			s->max_latency = net;
+		if (disk > s->max_latency)
+			s->max_latency = disk;
+		sim_log(s, "member %u: network %u ms, disk %u ms", i + 1, net, disk);
 	}
+	sim_io_chaos(s, scale);
 	if (s->o->faults && sim_chance(g, scale)) {
 		int delay = (int)sim_below(g, 30), repeat = 1 + (int)sim_below(g, 3);
 		i = sim_below(g, s->n);
@@ -1255,9 +1509,10 @@ static int sim_setup(struct sim *s)
 			return RAFT_NOMEM;
 		if ((rv = raft_fixture_grow(&s->f, &m->fsm)) != 0)
 			return rv;
+		sim_io_wrap(m);
 		s->alive[i] = true;
-		s->disk_latency[i] = 10; /* the fixture's defaults */
-		s->net_latency[i] = 15;
+		s->disk_latency[i] = m->disk_target = 10; /* the fixture's defaults */
+		s->net_latency[i] = m->net_target = 15;
 	}
 	s->empty_state = sim_state_hash(&s->m[0]) | 1;
 	for (unsigned i = 0; i < s->n; i++) {
@@ -1301,7 +1556,13 @@ static void sim_settle(struct sim *s)
 
 	s->calm = true;
 	for (unsigned i = 0; i < s->n; i++) {
+		struct sim_member *m = &s->m[i];
 		raft_fixture_io_fault(&s->f, i, -1, 0);
+		/* Disks recover and connections come back; requests already
+		 * queued keep their completion times. */
+		m->stall_until = 0;
+		m->send_fail = 0;
+		memset(m->link_down, 0, sizeof(m->link_down));
 	}
 	sim_heal_links(s);
 	for (unsigned i = 0; i < s->n; i++) {
@@ -1453,6 +1714,9 @@ static void sim_make_repro(const struct sim_opts *o, uint64_t seed)
 		k += snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " --installs");
 	if (o->reorder)
 		k += snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " --reorder");
+	if (o->plant)
+		k += snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " --plant %s",
+			      o->plant == PLANT_APPLY ? "apply" : "disk-order");
 	snprintf(sim_repro + k, sizeof(sim_repro) - (size_t)k, " -v");
 }
 
@@ -1461,7 +1725,7 @@ static void sim_usage(FILE *out)
 	fprintf(out,
 		"usage: raftkv-sim [--seeds N] [--start S] [--steps N] [--nodes 3|5]\n"
 		"                  [--threshold N] [--trailing N] [--faults] [--installs]\n"
-		"                  [--reorder]\n"
+		"                  [--reorder] [--plant apply|disk-order]\n"
 		"                  [--twice] [-q] [-v [-v]]\n"
 		"Runs raftkv's state machine on libraft's in-memory fixture for seeds S..S+N-1\n"
 		"(default: %u seeds from 1, %u steps each) and checks, on every step, equal state\n"
@@ -1476,6 +1740,9 @@ static void sim_usage(FILE *out)
 		"               0.22.1 failed-I/O bugs (HACKING.md), not in CI\n"
 		"  --reorder    latency changes may reorder messages on a link (TCP does\n"
 		"               not); libraft 0.22.1 can then stall a follower, not in CI\n"
+		"  --plant      a planted bug every seed should fail on: apply (member 2\n"
+		"               skips entries) or disk-order (writes may overtake each\n"
+		"               other); shows the checks still catch what they must\n"
 		"  --twice      run every seed twice and compare digests (determinism)\n"
 		"  -q           print failures and the summary only\n"
 		"  -v           trace faults, proposals and violations to stderr; -v -v adds\n"
@@ -1521,6 +1788,12 @@ static int sim_parse(struct sim_opts *o, int argc, char **argv)
 			o->installs = true;
 		} else if (!strcmp(a, "--reorder")) {
 			o->reorder = true;
+		} else if (!strcmp(a, "--plant") && v && !strcmp(v, "apply")) {
+			o->plant = PLANT_APPLY;
+			i++;
+		} else if (!strcmp(a, "--plant") && v && !strcmp(v, "disk-order")) {
+			o->plant = PLANT_DISK_ORDER;
+			i++;
 		} else if (!strcmp(a, "--seeds") && sim_num(v, &n) && n > 0) {
 			o->seeds = n;
 			i++;
@@ -1567,7 +1840,7 @@ int main(int argc, char **argv)
 	static struct sim s; /* large: keep it off the stack */
 	struct sim_opts o;
 	uint64_t passed = 0, failed = 0, steps = 0, sim_ms = 0, first_digest = 0;
-	uint64_t totals[11] = {0};
+	uint64_t totals[13] = {0};
 	struct timespec t0, t1;
 	double secs;
 
@@ -1608,7 +1881,7 @@ int main(int argc, char **argv)
 		sim_ms += (uint64_t)s.f.time;
 		{
 			uint64_t *v = &s.st.proposed;
-			for (int j = 0; j < 11; j++)
+			for (int j = 0; j < 13; j++)
 				totals[j] += v[j];
 		}
 		if (bad) {
@@ -1632,10 +1905,11 @@ int main(int argc, char **argv)
 	       "simulated, %.1f s wall; proposed %" PRIu64 " (refused %" PRIu64 "), acked %" PRIu64
 	       ", applies %" PRIu64 ", snapshots %" PRIu64 ", installs/restores %" PRIu64
 	       ", left unavailable %" PRIu64 ", pauses %" PRIu64 ", partitions %" PRIu64
-	       ", I/O faults %" PRIu64 ", leaders %" PRIu64 "; first seed digest %016" PRIx64 "\n",
+	       ", --faults %" PRIu64 ", leaders %" PRIu64 ", disk stalls %" PRIu64
+	       ", failed sends %" PRIu64 "; first seed digest %016" PRIx64 "\n",
 	       o.start, o.start + o.seeds - 1, o.steps, steps, (double)sim_ms / 1e3, secs, totals[0],
 	       totals[1], totals[2], totals[3], totals[4], totals[5], totals[6], totals[7],
-	       totals[8], totals[9], totals[10], first_digest);
+	       totals[8], totals[9], totals[10], totals[11], totals[12], first_digest);
 	printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
