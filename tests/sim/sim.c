@@ -300,6 +300,7 @@ struct sim {
 	unsigned max_latency;
 	unsigned threshold, trailing;
 	bool calm;
+	bool settling;     /* healed: only election timeouts still change */
 
 	struct sim_index *idx;
 	size_t n_idx;
@@ -1025,6 +1026,14 @@ static void sim_after_step(struct raft_fixture *f, struct raft_fixture_event *ev
 
 	s->steps++;
 	s->digest = sim_mix(s->digest, ((uint64_t)type << 56) ^ ((uint64_t)who << 48) ^ f->time);
+	if (s->settling && type == RAFT_FIXTURE_TICK && sim_chance(&s->rng, 100)) {
+		/* libraft draws a new election timeout for every election; the
+		 * fixture pins it, so members whose timeouts coincide (a
+		 * stale candidate bumping the term each time the others start
+		 * a pre-vote) would keep colliding forever. */
+		raft_fixture_set_randomized_election_timeout(f, sim_below(&s->rng, s->n),
+							     1000 + sim_below(&s->rng, 1000));
+	}
 	if (type != RAFT_FIXTURE_TICK && who < s->n)
 		s->m[who].last_activity = f->time;
 	for (unsigned i = 0; i < s->n; i++) {
@@ -1600,6 +1609,7 @@ static void sim_settle(struct sim *s)
 			sim_revive(s, i);
 		}
 	}
+	s->settling = true;
 	sim_log(s, "healed");
 	for (int attempt = 0; attempt < 10 && !final && !s->failed; attempt++) {
 		unsigned l;
@@ -1618,6 +1628,13 @@ static void sim_settle(struct sim *s)
 		sim_fail(s, "no progress within %u simulated seconds after healing (leader %llu)",
 			 SIM_SETTLE_MS / 1000, (unsigned long long)s->f.leader_id);
 		return;
+	}
+	/* A leader may have committed more (a barrier after an election)
+	 * than its followers know of yet: give them the time to hear it. */
+	for (uint64_t want = 0; want != s->max_commit && !s->failed;) {
+		want = s->max_commit;
+		if (!raft_fixture_step_until(&s->f, sim_all_applied, &want, SIM_SETTLE_MS))
+			break;
 	}
 	for (unsigned i = 0; i < s->n; i++) {
 		uint64_t a = raft_last_applied(sim_raft(s, i));
