@@ -63,7 +63,8 @@
  * things in libraft work against that: an AppendEntries rejection that
  * carries stack garbage (sim_io_send replaces it), and a rarer dependence
  * on heap addresses not found yet; so the program runs itself without
- * address randomisation (main), and one command line is one run.
+ * address randomisation (main): one command line in one environment is
+ * one run.
  */
 #include <inttypes.h>
 #include <signal.h>
