@@ -35,8 +35,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cluster  # noqa: E402
 from cluster import Skip, check, eq, log, wait_until  # noqa: E402
-from cluster_faults import (Writer, leader_of, member_id, serializable_keys,  # noqa: E402
-                            settle, wait_leader)
+from cluster import leader_of, member_id  # noqa: E402
+from cluster_faults import Writer, serializable_keys, settle  # noqa: E402
 
 IS_ETCD = os.path.basename(cluster.server_binary()) == "etcd"
 # etcd preallocates two 64 MiB WAL files; raftkv two 8 MiB log segments.

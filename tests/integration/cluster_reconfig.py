@@ -40,8 +40,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cluster  # noqa: E402
 from cluster import check, eq, log, wait_until  # noqa: E402
-from cluster_membership import (Joiner, err_line, freeze_flags, grpc_error,  # noqa: E402
-                                retry_unhealthy, wait_leader)
+from cluster import retry_unhealthy, wait_leader  # noqa: E402
+from cluster_membership import Joiner, err_line, freeze_flags, grpc_error  # noqa: E402
 
 UNHEALTHY = "etcdserver: unhealthy cluster"
 NOT_STARTED = "etcdserver: re-configuration failed due to not enough started members"
