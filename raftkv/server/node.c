@@ -108,6 +108,10 @@
  * campaigns (normally 1 to 2): any other member campaigns first. */
 #define NODE_NO_CAMPAIGN_FACTOR 10
 #define NODE_DISK_RETRY_MS 250
+/* Held entries (see "held entries"): how often they are offered to libraft
+ * again, and how long without one accepted before its refusal counts. */
+#define NODE_HOLD_RETRY_MS 2
+#define NODE_HOLD_MAX_MS 3000
 
 /* The snapshots of a clean shutdown (NODE_SNAPSHOTTING). */
 enum node_close_snap {
@@ -207,6 +211,12 @@ struct node_impl {
 	bool seen_leader;     /* the short first-election timeout is over */
 	struct raft_barrier snap_barrier; /* node_snapshot_now's */
 	bool snap_barrier_busy;
+
+	/* held entries: refused by libraft for want of prepared log space */
+	struct node_req *held_head, *held_tail;
+	uint64_t held_since; /* loop time of the hold, or of the last one accepted */
+	uint64_t holds;      /* times entries had to be held, for the log */
+	uv_timer_t hold_timer;
 };
 
 /* One request in flight through libraft. */
@@ -218,11 +228,16 @@ struct node_req {
 	struct node *n;
 	node_apply_cb cb; /* node_barrier_cb has the same shape */
 	void *arg;
+	bool barrier;
+	struct raft_buffer buf;  /* the entry of an apply, ours until libraft takes it */
+	struct node_req *next;   /* held behind this one */
 };
 
 static void node_closed(struct node *n);
 static void node_snap_barrier_done(struct raft_barrier *req, int status);
 static void node_idle_check(struct node *n, uint64_t now);
+static void node_hold_timer_cb(uv_timer_t *t);
+static void node_statfs_start(struct node *n, uint64_t now);
 
 static struct node_impl *node_impl(const struct node *n)
 {
@@ -747,6 +762,18 @@ static void node_statfs_cb(uv_fs_t *req)
 		node_closed(n);
 }
 
+static void node_statfs_start(struct node *n, uint64_t now)
+{
+	struct node_impl *im = node_impl(n);
+	if (im->statfs_busy || im->step >= NODE_HANDLES_CLOSING)
+		return;
+	im->next_statfs = now + NODE_STATFS_EVERY_MS;
+	im->statfs_req.data = n;
+	if (uv_fs_statfs(n->srv->loop, &im->statfs_req, n->srv->cfg->data_dir, node_statfs_cb) ==
+	    0)
+		im->statfs_busy = true;
+}
+
 /* Commits that stop moving while entries wait are the one visible sign of
  * a failing disk (or of lost peers): libraft itself says nothing. */
 static void node_watch_commit(struct node *n, int st, uint64_t now)
@@ -1063,13 +1090,8 @@ static void node_tick_cb(uv_timer_t *t)
 	node_storage_act(n, st, now);
 	node_idle_check(n, now);
 
-	if (!im->statfs_busy && now >= im->next_statfs) {
-		im->next_statfs = now + NODE_STATFS_EVERY_MS;
-		im->statfs_req.data = n;
-		if (uv_fs_statfs(n->srv->loop, &im->statfs_req, n->srv->cfg->data_dir,
-				 node_statfs_cb) == 0)
-			im->statfs_busy = true;
-	}
+	if (now >= im->next_statfs)
+		node_statfs_start(n, now);
 }
 
 /* --- peer links -----------------------------------------------------------
@@ -1392,8 +1414,10 @@ int node_init(struct node *n, struct server *srv, struct raft_fsm *fsm)
 
 	uv_timer_init(srv->loop, &n->tick);
 	uv_timer_init(srv->loop, &im->close_timer);
+	uv_timer_init(srv->loop, &im->hold_timer);
 	n->tick.data = n;
 	im->close_timer.data = n;
+	im->hold_timer.data = n;
 	im->timers_inited = true;
 	LOGI("raft: member %016" PRIx64 " of cluster %016" PRIx64 " at %s (listening on %s), "
 	     "data dir %s, boot %" PRIu64 "; snapshot every %u entries, or sooner once the "
@@ -1505,6 +1529,37 @@ int node_start(struct node *n)
 
 /* --- requests ---------------------------------------------------------------- */
 
+/* --- held entries -------------------------------------------------------
+ *
+ * libraft 0.22.1's raft_init sets a capacity threshold of 4096 KiB for the
+ * legacy API (raft_set_capacity_threshold), and ClientSubmit refuses an
+ * entry (raft_apply/raft_barrier return RAFT_NOSPACE) while a majority of
+ * the voters report a capacity below it.  The uv backend recomputes its
+ * capacity (io->capacity, KiB) in a uv_prepare and a uv_check handle of
+ * every loop iteration as the log space prepared and not yet promised:
+ * segments in the prepared pool (two at most, created one at a time in the
+ * thread pool) times the segment size, plus the room left in the open
+ * segments being written, where an entry takes its room as soon as it is
+ * queued, not when it is written.  So a burst of large entries, queued
+ * faster than the disk writes them and the thread pool prepares segments,
+ * drives it under 4 MiB for a few milliseconds on a disk with gigabytes
+ * free: with 1.4 MB entries, about a dozen queued unwritten entries.
+ *
+ * Such a refusal is back-pressure, not a full disk.  While statfs does not
+ * say the disk is full (node_disk_full) and no refusal has counted yet
+ * (no_space), the refused entry or barrier is held, and everything
+ * submitted after it queues behind it, in order; every NODE_HOLD_RETRY_MS
+ * they are offered again, as the writes and segment preparation catch up.
+ * Held requests count as pending and their callbacks run as for any other.
+ * The refusal counts as before (node_storage_submitted: no_space, the log
+ * says why, writes fail with "database space exceeded") once statfs says
+ * the disk is full (a first refusal asks statfs at once), or when nothing
+ * has been accepted for max(NODE_HOLD_MAX_MS, 2 election timeouts): a
+ * majority of the voters really without room, or a disk that stopped
+ * taking writes.  A leader that loses its leadership fails its held
+ * requests at the next offer (libraft: not leader); a member closing fails
+ * them once its pending requests have had their time to drain. */
+
 static void node_apply_done(struct raft_apply *req, int status, void *result)
 {
 	struct node_req *r = req->data;
@@ -1534,18 +1589,143 @@ static int node_accepting(const struct node *n)
 	return 0;
 }
 
-int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *arg)
+/* Hands r to libraft: 0, or its refusal (then r and its buffer are still
+ * ours: past that point 0.22.1 copies the entry and frees our buffer even
+ * if the append then fails). */
+static int node_submit(struct node *n, struct node_req *r)
 {
+	if (r->barrier)
+		return raft_barrier(&n->raft, &r->u.barrier, node_barrier_done);
 	/* libraft 0.22.1 replicates only bufs[0] of a raft_apply (and its own
 	 * assert is compiled out): exactly one buffer, always. */
-	enum { NODE_APPLY_BUFS = 1 };
-	struct raft_buffer bufs[NODE_APPLY_BUFS];
+	return raft_apply(&n->raft, &r->u.apply, &r->buf, 1, node_apply_done);
+}
+
+/* Whether a RAFT_NOSPACE from libraft may be back-pressure (see above). */
+static bool node_may_hold(const struct node *n)
+{
+	const struct node_impl *im = node_impl(n);
+	return !im->no_space && !node_disk_full(im);
+}
+
+static uint64_t node_hold_max(const struct node *n)
+{
+	uint64_t e = 2 * (uint64_t)n->srv->cfg->election_ms;
+	return e > NODE_HOLD_MAX_MS ? e : NODE_HOLD_MAX_MS;
+}
+
+/* A request that will not reach libraft: its callback gets err. */
+static void node_req_fail(struct node *n, struct node_req *r, int err)
+{
+	node_impl(n)->pending--;
+	if (!r->barrier)
+		free(r->buf.base);
+	r->cb(r->arg, err);
+	free(r);
+}
+
+static void node_hold(struct node *n, struct node_req *r)
+{
+	struct node_impl *im = node_impl(n);
+	uint64_t now = uv_now(n->srv->loop);
+
+	r->next = NULL;
+	if (im->held_tail) {
+		im->held_tail->next = r;
+		im->held_tail = r;
+		return;
+	}
+	im->held_head = im->held_tail = r;
+	im->held_since = now;
+	im->holds++;
+	LOGD("raft: entry refused with %u KiB of log space prepared (libraft wants %u KiB): "
+	     "holding it until the disk catches up (hold %" PRIu64 ")",
+	     (unsigned)n->io.capacity, (unsigned)n->raft.capacity_threshold, im->holds);
+	/* A disk that is really full should not wait for the next tick. */
+	node_statfs_start(n, now);
+	uv_timer_start(&im->hold_timer, node_hold_timer_cb, NODE_HOLD_RETRY_MS,
+		       NODE_HOLD_RETRY_MS);
+}
+
+/* Fails every held request (shutdown). */
+static void node_hold_fail_all(struct node *n, int err)
+{
+	struct node_impl *im = node_impl(n);
+	struct node_req *r;
+
+	if (im->timers_inited)
+		uv_timer_stop(&im->hold_timer);
+	while ((r = im->held_head)) {
+		im->held_head = r->next;
+		if (!im->held_head)
+			im->held_tail = NULL;
+		node_req_fail(n, r, err);
+	}
+}
+
+static void node_hold_timer_cb(uv_timer_t *t)
+{
+	struct node *n = t->data;
+	struct node_impl *im = node_impl(n);
+	uint64_t now = uv_now(n->srv->loop);
+	struct node_req *r;
+	int rv;
+
+	while ((r = im->held_head)) {
+		rv = node_submit(n, r);
+		if (rv == RAFT_NOSPACE && node_may_hold(n)) {
+			if (now - im->held_since < node_hold_max(n))
+				return; /* the timer repeats */
+			LOGW("raft: entries refused for %" PRIu64 " ms with %u KiB of log space "
+			     "prepared (libraft wants %u KiB): no longer taken as back-pressure",
+			     now - im->held_since, (unsigned)n->io.capacity,
+			     (unsigned)n->raft.capacity_threshold);
+		}
+		im->held_head = r->next;
+		if (!im->held_head)
+			im->held_tail = NULL;
+		node_storage_submitted(n, rv);
+		if (rv == 0) {
+			im->held_since = now;
+			continue;
+		}
+		/* The callback may submit again: r is off the queue. */
+		node_req_fail(n, r, node_err(rv));
+		if (!n->impl)
+			return;
+	}
+	uv_timer_stop(&im->hold_timer);
+}
+
+/* Submits r, or holds it (behind those held already): 0, and r's callback
+ * will run; or the refusal, and r is still the caller's. */
+static int node_enqueue(struct node *n, struct node_req *r)
+{
+	struct node_impl *im = node_impl(n);
+	int rv;
+
+	if (!im->held_head) {
+		rv = node_submit(n, r);
+		if (rv != RAFT_NOSPACE || !node_may_hold(n)) {
+			node_storage_submitted(n, rv);
+			if (rv)
+				return rv;
+			im->pending++;
+			return 0;
+		}
+	}
+	node_hold(n, r);
+	im->pending++;
+	return 0;
+}
+
+int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *arg)
+{
 	struct node_req *r;
 	size_t padded = cmd_entry_padded_len(len);
 	uint8_t *p;
 	int rv;
 
-	static_assert(sizeof(bufs) / sizeof(bufs[0]) == 1, "one buffer per raft_apply");
 	if ((rv = node_accepting(n))) {
 		free(data);
 		return rv;
@@ -1560,16 +1740,15 @@ int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *a
 	r->n = n;
 	r->cb = cb;
 	r->arg = arg;
+	r->barrier = false;
 	r->u.apply.data = r;
-	bufs[0].base = p;
-	bufs[0].len = padded;
-	rv = raft_apply(&n->raft, &r->u.apply, bufs, NODE_APPLY_BUFS, node_apply_done);
-	node_storage_submitted(n, rv);
+	r->buf.base = p;
+	r->buf.len = padded;
+	rv = node_enqueue(n, r);
 	if (rv) {
-		/* Only a submission refused up front leaves the buffer ours:
-		 * past that point libraft 0.22.1 copies the entry into its log
-		 * and frees ours even if the append then fails.  Leak rather
-		 * than double free in those (out of memory) cases. */
+		/* Only a submission refused up front leaves the buffer ours
+		 * (node_submit).  Leak rather than double free in those (out
+		 * of memory) cases. */
 		if (rv == RAFT_NOTLEADER || rv == RAFT_NOSPACE)
 			free(p);
 		else
@@ -1578,7 +1757,6 @@ int node_apply(struct node *n, void *data, size_t len, node_apply_cb cb, void *a
 		free(r);
 		return node_err(rv);
 	}
-	node_impl(n)->pending++;
 	return 0;
 }
 
@@ -1594,14 +1772,15 @@ int node_barrier(struct node *n, node_barrier_cb cb, void *arg)
 	r->n = n;
 	r->cb = cb;
 	r->arg = arg;
+	r->barrier = true;
+	r->buf.base = NULL;
+	r->buf.len = 0;
 	r->u.barrier.data = r;
-	rv = raft_barrier(&n->raft, &r->u.barrier, node_barrier_done);
-	node_storage_submitted(n, rv);
+	rv = node_enqueue(n, r);
 	if (rv) {
 		free(r);
 		return node_err(rv);
 	}
-	node_impl(n)->pending++;
 	return 0;
 }
 
@@ -1689,11 +1868,13 @@ static void node_finish(struct node *n)
 		raft_uv_tcp_close(&n->transport);
 	im->io_inited = im->transport_inited = false;
 	n->started = false;
+	node_hold_fail_all(n, -KV_ESTOPPED);
 	im->step = NODE_HANDLES_CLOSING;
 	if (im->timers_inited) {
-		im->handles_open = 2;
+		im->handles_open = 3;
 		uv_close((uv_handle_t *)&n->tick, node_handle_closed);
 		uv_close((uv_handle_t *)&im->close_timer, node_handle_closed);
+		uv_close((uv_handle_t *)&im->hold_timer, node_handle_closed);
 	} else if (!im->statfs_busy) {
 		node_closed(n);
 	}
@@ -1768,6 +1949,8 @@ static void node_close_step(struct node *n)
 			uv_timer_start(&im->close_timer, node_close_timer_cb, NODE_DRAIN_POLL_MS, 0);
 			return;
 		}
+		/* Held ones never reached libraft: not applied, for sure. */
+		node_hold_fail_all(n, -KV_ESTOPPED);
 		if (im->pending > 0)
 			LOGW("raft: closing with %u request(s) still pending", im->pending);
 		im->step = NODE_SNAPSHOTTING;
