@@ -9,7 +9,8 @@
  *                message that sits whole in one chunk is handed over in place
  *                (no copy); otherwise it is copied into a buffer of the
  *                announced size, allocated only after the size passed the
- *                receive limit.  Streaming calls get each message as it
+ *                receive limit and the buffer budget (over it, the call
+ *                parks: grpc_call_park).  Streaming calls get each message as it
  *                completes.  A unary call completes at END_STREAM and waits
  *                in the session's ready queue until nghttp2 has taken the
  *                whole read: a stream the client reset in the same read
@@ -70,6 +71,8 @@ struct grpc_session {
 	size_t out_unary;  /* ... of unary calls */
 	bool out_full;     /* out_unary went over GRPC_OUT_HIGH, not yet under LOW */
 	size_t buffered;  /* bytes allocated for partly received messages */
+	size_t parked;    /* bytes held unconsumed by parked calls (grpc_call_park) */
+	uint32_t n_parked;
 	uint32_t max_recv; /* receive limit per message */
 	/* keepalive and ping policy (loop times in ms) */
 	uint64_t t_start;
@@ -138,6 +141,8 @@ struct rpc_call {
 	uint64_t t_msg;            /* its first bytes came (loop time, ms) */
 	uint8_t *pending;          /* unary: complete message awaiting END_STREAM */
 	uint32_t pending_len;
+	uint8_t *park;             /* DATA received while parked, not yet consumed */
+	uint32_t park_len;
 	/* sending */
 	struct grpc_out *out_head;
 	struct grpc_out *out_tail;
@@ -159,6 +164,8 @@ struct rpc_call {
 	bool gone : 1;
 	bool closed : 1;           /* on_close ran */
 	bool deferred : 1;         /* the data provider waits for output */
+	bool parked : 1;           /* its next message waits for buffer budget */
+	bool park_eos : 1;         /* END_STREAM came while parked */
 };
 
 static nghttp2_session_callbacks *grpc_callbacks;
@@ -367,6 +374,7 @@ static void grpc_call_free(struct rpc_call *call)
 	}
 	free(call->rbuf);
 	free(call->pending);
+	free(call->park);
 	free(call->md);
 	free(call->reject_msg);
 	free(call->fin_msg);
@@ -416,6 +424,27 @@ static void grpc_buf_give(struct grpc_session *gs, size_t len)
 		conn_in_refund(gs->conn, len);
 }
 
+/* A call that will not resume: its parked bytes are consumed (the stream
+ * is over for us) and freed. */
+static void grpc_call_unpark(struct rpc_call *call)
+{
+	struct grpc_session *gs = call->sess;
+
+	if (!call->parked)
+		return;
+	if (gs) {
+		gs->parked -= call->park_len;
+		gs->n_parked--;
+		if (call->park_len)
+			nghttp2_session_consume_stream(gs->h2, call->stream_id, call->park_len);
+	}
+	free(call->park);
+	call->park = NULL;
+	call->park_len = 0;
+	call->parked = false;
+	call->park_eos = false;
+}
+
 /* Frees input buffers; keeps the accounting of the session right. */
 static void grpc_call_drop_input(struct rpc_call *call)
 {
@@ -432,6 +461,7 @@ static void grpc_call_drop_input(struct rpc_call *call)
 		free(call->pending);
 		call->pending = NULL;
 	}
+	grpc_call_unpark(call);
 	call->prefix_len = 0;
 }
 
@@ -882,17 +912,19 @@ static int grpc_call_check_prefix(struct rpc_call *call, uint8_t flag, uint32_t 
 	return 0;
 }
 
-/* Feeds DATA payload bytes of one stream through the message reassembly. */
-static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
+/* Feeds DATA payload bytes of one stream through the message reassembly.
+ * Returns how many it took: fewer than len only when the call parked (the
+ * rest is the caller's to park) or ignores the rest. */
+static size_t grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 {
 	struct grpc_session *gs = call->sess;
-	size_t take;
+	size_t take, all = len;
 	uint32_t mlen;
 
 	while (len > 0 && !call->finished && call->sess) {
 		/* Unary: grpc-go reads one message and ignores the rest. */
 		if (!grpc_streaming_in(call) && (call->delivered || call->has_pending))
-			return;
+			return all;
 		if (!call->rbuf) {
 			take = 5 - call->prefix_len;
 			if (take > len)
@@ -902,33 +934,40 @@ static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 			p += take;
 			len -= take;
 			if (call->prefix_len < 5)
-				return;
-			call->prefix_len = 0;
+				return all;
 			mlen = grpc_be32(call->prefix + 1);
 			if (grpc_call_check_prefix(call, call->prefix[0], mlen))
-				return;
+				return all;
 			if (grpc_streaming_in(call) && mlen <= len) {
 				/* Whole in this chunk: hand it over in place. */
+				call->prefix_len = 0;
 				grpc_call_deliver(call, p, mlen);
 				p += mlen;
 				len -= mlen;
 				continue;
 			}
 			if (mlen == 0) {
+				call->prefix_len = 0;
 				call->has_pending = true; /* unary, empty */
 				call->pending_len = 0;
 				continue;
 			}
 			if (grpc_buf_take(gs, mlen)) {
-				grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED,
-					      kv_err_message(KV_ETOOMANYREQUESTS), true);
-				return;
+				/* Over budget: the message waits, its bytes
+				 * unconsumed, so the stream's flow-control
+				 * window stops the client (grpc_call_park). */
+				if (!call->parked) {
+					call->parked = true;
+					gs->n_parked++;
+				}
+				return all - len;
 			}
+			call->prefix_len = 0;
 			call->rbuf = malloc(mlen);
 			if (!call->rbuf) {
 				grpc_buf_give(gs, mlen);
 				grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ENOMEM), true);
-				return;
+				return all;
 			}
 			call->rlen = mlen;
 			call->rhave = 0;
@@ -942,7 +981,7 @@ static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 		p += take;
 		len -= take;
 		if (call->rhave < call->rlen)
-			return;
+			return all;
 		if (grpc_streaming_in(call)) {
 			uint8_t *m = call->rbuf;
 			call->rbuf = NULL;
@@ -956,6 +995,111 @@ static void grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t len)
 			call->rbuf = NULL;
 		}
 	}
+	return all;
+}
+
+/* Keeps DATA of a parked call without consuming it: the stream's window
+ * (GRPC_STREAM_WINDOW) bounds what the client sends meanwhile, and the
+ * connection's parked bytes are bounded as its buffers are.  -1: the call
+ * is ended instead ("too many requests"), and len is the caller's to
+ * consume. */
+static int grpc_call_park(struct rpc_call *call, const uint8_t *p, size_t len)
+{
+	struct grpc_session *gs = call->sess;
+	uint8_t *np;
+
+	if (len == 0)
+		return 0;
+	if (gs->parked + len > GRPC_CONN_BUFFER_MAX || call->park_len + len > GRPC_STREAM_WINDOW ||
+	    !(np = realloc(call->park, call->park_len + len))) {
+		grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ETOOMANYREQUESTS), true);
+		return -1;
+	}
+	memcpy(np + call->park_len, p, len);
+	call->park = np;
+	call->park_len += (uint32_t)len;
+	gs->parked += len;
+	return 0;
+}
+
+static void grpc_call_eos(struct rpc_call *call);
+
+/* A parked call tries again for its buffer: its parked bytes go through
+ * the reassembly (and are consumed, reopening its window) as far as it
+ * now gets.  Returns whether it is still parked; *moved whether it took
+ * anything. */
+static bool grpc_call_resume(struct rpc_call *call, bool *moved)
+{
+	struct grpc_session *gs = call->sess;
+	uint8_t *park = call->park;
+	uint32_t plen = call->park_len;
+	bool eos = call->park_eos, still = false;
+	size_t took;
+
+	call->park = NULL;
+	call->park_len = 0;
+	call->park_eos = false;
+	call->parked = false;
+	gs->n_parked--;
+	gs->parked -= plen;
+	rpc_call_hold(call);
+	took = grpc_call_input(call, park ? park : (const uint8_t *)"", plen);
+	*moved = took > 0 || !call->parked;
+	if (call->sess) {
+		if (took)
+			nghttp2_session_consume_stream(gs->h2, call->stream_id, took);
+		if (call->parked && !call->finished) {
+			/* still over budget: keep the rest */
+			call->park = park;
+			memmove(park, park + took, plen - took);
+			call->park_len = (uint32_t)(plen - took);
+			gs->parked += plen - took;
+			call->park_eos = eos;
+			park = NULL;
+			still = true;
+		} else {
+			if (plen > took)
+				nghttp2_session_consume_stream(gs->h2, call->stream_id, plen - took);
+			if (eos)
+				grpc_call_eos(call);
+		}
+	}
+	free(park);
+	rpc_call_release(call);
+	return still;
+}
+
+/* Parked calls of this connection, oldest stream first, while budget lasts. */
+static void grpc_resume_parked(struct grpc_session *gs)
+{
+	struct rpc_call *call, *next;
+	bool any = false, moved;
+
+	if (!gs->n_parked)
+		return;
+	/* calls is a LIST with the newest first: find the oldest each time,
+	 * so that the streams that asked first get the budget first. */
+	for (;;) {
+		struct rpc_call *oldest = NULL;
+		for (call = LIST_FIRST(&gs->calls); call; call = next) {
+			next = LIST_NEXT(call, link);
+			if (call->parked && (!oldest || call->stream_id < oldest->stream_id))
+				oldest = call;
+		}
+		if (!oldest)
+			break;
+		if (grpc_call_resume(oldest, &moved)) {
+			any |= moved;
+			break;
+		}
+		any = true;
+		if (!gs->n_parked)
+			break;
+	}
+	/* Window updates to send, or calls to run; not when nothing moved
+	 * (the flush would resume and flush again, never polling). */
+	if (any)
+		conn_want_flush(gs->conn);
 }
 
 /* The client half-closed the stream. */
@@ -965,6 +1109,10 @@ static void grpc_call_eos(struct rpc_call *call)
 
 	if (call->finished || !gs || !call->method)
 		return;
+	if (call->parked) {
+		call->park_eos = true; /* seen once its message is in */
+		return;
+	}
 	if (call->rbuf || call->prefix_len) {
 		grpc_call_end(call, GRPC_UNKNOWN, "unexpected EOF", true);
 		return;
@@ -1012,6 +1160,8 @@ static void grpc_dispatch(struct grpc_session *gs)
 {
 	struct rpc_call *call;
 
+	grpc_resume_parked(gs);
+
 	/* Not while the client leaves answers unread: answers computed late
 	 * wait for room first, and requests wait here (as requests, small)
 	 * instead of being answered into memory. */
@@ -1029,6 +1179,8 @@ static void grpc_dispatch(struct grpc_session *gs)
 		grpc_call_run(call);
 		rpc_call_release(call);
 	}
+	/* ... with the buffers those calls gave back */
+	grpc_resume_parked(gs);
 }
 
 /* END_HEADERS of the request: route, check, arm the deadline. */
@@ -1197,11 +1349,30 @@ static int grpc_on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream
 			      size_t len, void *user_data)
 {
 	struct rpc_call *call = nghttp2_session_get_stream_user_data(h2, stream_id);
-	if (!call || call->finished || !call->method)
-		return 0;
-	rpc_call_hold(call);
-	grpc_call_input(call, data, len);
-	rpc_call_release(call);
+	size_t took = len;
+
+	/* Window updates are ours (grpc_init): the connection's always at
+	 * once, a stream's for what it took, so that a parked call stops
+	 * only its own stream. */
+	nghttp2_session_consume_connection(h2, len);
+	if (call && !call->finished && call->method && call->sess) {
+		rpc_call_hold(call);
+		if (call->parked) {
+			took = 0;
+			if (grpc_call_park(call, data, len))
+				took = len;
+		} else {
+			took = grpc_call_input(call, data, len);
+			if (took < len && call->parked && !call->finished && call->sess &&
+			    grpc_call_park(call, data + took, len - took))
+				took = len;
+			else if (!call->parked)
+				took = len;
+		}
+		rpc_call_release(call);
+	}
+	if (took)
+		nghttp2_session_consume_stream(h2, stream_id, took);
 	return 0;
 }
 
@@ -1313,6 +1484,9 @@ static int grpc_setup(void)
 	}
 	/* Nothing here uses priorities: keep no state for closed streams. */
 	nghttp2_option_set_no_closed_streams(grpc_option, 1);
+	/* Stream windows open as the calls take their data: a message over
+	 * the buffer budget waits (grpc_call_park) instead of failing. */
+	nghttp2_option_set_no_auto_window_update(grpc_option, 1);
 	/* grpc-go's passthrough resolver sends the whole endpoint URL as
 	 * :authority ("http://127.0.0.1:2379") when etcdctl dials the client
 	 * URLs of `--cluster` commands.  nghttp2's HTTP messaging rules reject
@@ -1458,6 +1632,8 @@ static int grpc_tick(struct conn *c, uint64_t now)
 
 	if (!gs->settings_seen)
 		return now - gs->t_start >= LISTENER_HANDSHAKE_MS ? -KV_ETIMEOUT : 0;
+	/* The listener's budget may have come back on another connection. */
+	grpc_resume_parked(gs);
 	/* A message that comes slower than GRPC_MSG_MIN_RATE (after the first
 	 * GRPC_MSG_READ_MS) gives its buffer, and the listener's budget, back. */
 	for (call = LIST_FIRST(&gs->calls); gs->buffered && call; call = next) {

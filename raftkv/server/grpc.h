@@ -14,8 +14,14 @@
  *     ones notice; each live call can hold a 4 KiB arena, so the cap is
  *     what a connection can pin); GRPC_CONN_BUFFER_MAX bytes of partly received messages
  *     per connection, and large ones within the listener's budget for
- *     requests still arriving (beyond: RESOURCE_EXHAUSTED "etcdserver: too
- *     many requests"); a message must arrive whole within GRPC_MSG_READ_MS
+ *     requests still arriving.  A message that would go beyond waits:
+ *     stream windows are opened only for data taken (nghttp2's automatic
+ *     WINDOW_UPDATE is off; the connection's opens at once), so its
+ *     stream stops at GRPC_STREAM_WINDOW until buffers are given back, as
+ *     grpc-go's flow control holds clients (etcd takes a burst of a
+ *     hundred 1.4 MB puts on one connection).  Only what waiting streams
+ *     hold past GRPC_CONN_BUFFER_MAX more is refused (RESOURCE_EXHAUSTED
+ *     "etcdserver: too many requests"); a message must arrive whole within GRPC_MSG_READ_MS
  *     plus a second per GRPC_MSG_MIN_RATE bytes of it (else
  *     DEADLINE_EXCEEDED), as HTTP/1 requests must.
  *   send: while a connection's unary answers wait unread (socket full or
