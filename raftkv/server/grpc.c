@@ -51,8 +51,13 @@
 #include "server/rpc.h"
 #include "server/server.h"
 
-#define GRPC_STREAM_WINDOW (1 << 20)
+/* A stream's window until its call has the buffer of a larger message:
+ * then it opens to the whole message (grpc_call_input), so a call that
+ * waits for a buffer (grpc_call_park) holds at most this much. */
+#define GRPC_STREAM_WINDOW (64 * 1024)
 #define GRPC_CONN_WINDOW (16 << 20)
+/* Bytes that parked calls of one connection may hold. */
+#define GRPC_CONN_PARK_MAX (8u << 20)
 #define GRPC_DEFAULT_MAX_REQUEST 1572864u
 /* Longest grpc-message text we send (before percent-encoding). */
 #define GRPC_MESSAGE_MAX 1024
@@ -963,6 +968,9 @@ static size_t grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t le
 				return all - len;
 			}
 			call->prefix_len = 0;
+			if (mlen > len && (int64_t)mlen + 5 > nghttp2_session_get_stream_local_window_size(gs->h2, call->stream_id))
+				nghttp2_session_set_local_window_size(gs->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+								      (int32_t)mlen + 5);
 			call->rbuf = malloc(mlen);
 			if (!call->rbuf) {
 				grpc_buf_give(gs, mlen);
@@ -999,8 +1007,8 @@ static size_t grpc_call_input(struct rpc_call *call, const uint8_t *p, size_t le
 }
 
 /* Keeps DATA of a parked call without consuming it: the stream's window
- * (GRPC_STREAM_WINDOW) bounds what the client sends meanwhile, and the
- * connection's parked bytes are bounded as its buffers are.  -1: the call
+ * (GRPC_STREAM_WINDOW, unless an earlier message opened it wider) bounds
+ * what the client sends meanwhile, GRPC_CONN_PARK_MAX the connection's.  -1: the call
  * is ended instead ("too many requests"), and len is the caller's to
  * consume. */
 static int grpc_call_park(struct rpc_call *call, const uint8_t *p, size_t len)
@@ -1010,7 +1018,7 @@ static int grpc_call_park(struct rpc_call *call, const uint8_t *p, size_t len)
 
 	if (len == 0)
 		return 0;
-	if (gs->parked + len > GRPC_CONN_BUFFER_MAX || call->park_len + len > GRPC_STREAM_WINDOW ||
+	if (gs->parked + len > GRPC_CONN_PARK_MAX ||
 	    !(np = realloc(call->park, call->park_len + len))) {
 		grpc_call_end(call, GRPC_RESOURCE_EXHAUSTED, kv_err_message(KV_ETOOMANYREQUESTS), true);
 		return -1;

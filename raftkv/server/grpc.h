@@ -17,10 +17,11 @@
  *     requests still arriving.  A message that would go beyond waits:
  *     stream windows are opened only for data taken (nghttp2's automatic
  *     WINDOW_UPDATE is off; the connection's opens at once), so its
- *     stream stops at GRPC_STREAM_WINDOW until buffers are given back, as
+ *     stream stops at its initial 64 KiB window (opened to the whole message
+ *     once its buffer is granted) until buffers are given back, as
  *     grpc-go's flow control holds clients (etcd takes a burst of a
  *     hundred 1.4 MB puts on one connection).  Only what waiting streams
- *     hold past GRPC_CONN_BUFFER_MAX more is refused (RESOURCE_EXHAUSTED
+ *     hold past 8 MiB more is refused (RESOURCE_EXHAUSTED
  *     "etcdserver: too many requests"); a message must arrive whole within GRPC_MSG_READ_MS
  *     plus a second per GRPC_MSG_MIN_RATE bytes of it (else
  *     DEADLINE_EXCEEDED), as HTTP/1 requests must.
