@@ -49,6 +49,20 @@ def value(prefix, i):
     return head + bytes([i % 256]) * (SIZE - len(head))
 
 
+def get_retry(c, key, timeout=20.0):
+    import grpc
+    import etcd3.exceptions
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return c.get(key)[0]
+        except (grpc.RpcError, etcd3.exceptions.Etcd3Exception) as e:
+            if time.monotonic() > deadline:
+                raise
+            log("get %s: %s; retrying" % (key, e))
+            time.sleep(0.2)
+
+
 class HealthPoll:
     """/health of each member every 50 ms, in a thread, until stopped."""
 
@@ -143,12 +157,14 @@ def burst(t, members, prefix, shared, health_may_fail=False):
 
     # Read back through every member (linearizable) and compare byte for
     # byte, one key at a time (a whole prefix would pass the client's
-    # 4 MiB receive limit).
+    # 4 MiB receive limit).  The snapshot a member takes after the burst
+    # encodes 140 MB on its loop (1.4 s in the sanitizer build): that may
+    # cost a leader election, so reads retry while there is no leader.
     for m in members:
         c = m.client(timeout=PUT_TIMEOUT)
         for i in range(CLIENTS):
             k = "%s%03d" % (prefix, i)
-            got, _ = c.get(k)
+            got = get_retry(c, k)
             check(got == value(prefix, i), "%s: %s read back through %s: %s"
                   % (prefix, k, m.name, "missing" if got is None else "differs"))
 
