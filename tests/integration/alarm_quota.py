@@ -31,8 +31,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -46,14 +44,6 @@ VALUE = "x" * 20000
 
 def is_etcd(t):
     return os.path.basename(t.binary) == "etcd"
-
-
-def health(m):
-    try:
-        with urllib.request.urlopen("http://%s/health" % m.endpoint, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def errors(m):
@@ -94,7 +84,7 @@ def main(t):
     eq(m.ctl("alarm", "list").stdout, "", "alarm list with no alarm")
     eq(json.loads(m.ctl("alarm", "list", "-w", "json").stdout), {}, "alarm list -w json with no alarm")
     eq(m.ctl("alarm", "disarm").stdout, "", "alarm disarm with no alarm")
-    eq(health(m), (200, '{"health":"true"}'), "/health with no alarm")
+    eq(m.health(10), (200, '{"health":"true"}'), "/health with no alarm")
     eq(errors(m), [], "Status.errors with no alarm")
     eq(list(c.list_alarms()), [], "python3-etcd3 list_alarms with no alarm")
 
@@ -102,12 +92,12 @@ def main(t):
     got = c.create_alarm(member_id=12345)
     eq([(a.alarm_type, a.member_id) for a in got], [(1, 12345)], "create_alarm answer")
     eq(m.ctl("alarm", "list").stdout, "memberID:12345 alarm:NOSPACE \n", "alarm list after create_alarm")
-    eq(health(m), (503, '{"health":"false"}\n'), "/health with an alarm raised")
+    eq(m.health(10), (503, '{"health":"false"}\n'), "/health with an alarm raised")
     expect_nospace(m, "put", "k", "v")
     eq(m.ctl("alarm", "disarm").stdout, "memberID:12345 alarm:NOSPACE \n", "alarm disarm output")
     eq(m.ctl("alarm", "list").stdout, "", "alarm list after disarm")
     eq(m.ctl("put", "k", "v").stdout, "OK\n", "put after disarm")
-    eq(health(m), (200, '{"health":"true"}'), "/health after disarm")
+    eq(m.health(10), (200, '{"health":"true"}'), "/health after disarm")
 
     # ---- fill the store until the quota refuses a write
     n = 0
@@ -126,7 +116,7 @@ def main(t):
     eq(json.loads(m.ctl("alarm", "list", "-w", "json").stdout),
        {"alarms": [{"memberID": mid, "alarm": 1}]}, "alarm list -w json")
     eq(errors(m), [line[:-1]], "Status.errors with NOSPACE")
-    eq(health(m), (503, '{"health":"false"}\n'), "/health with NOSPACE")
+    eq(m.health(10), (503, '{"health":"false"}\n'), "/health with NOSPACE")
     eq([(a.alarm_type, a.member_id) for a in c.list_alarms()], [(1, mid)],
        "python3-etcd3 list_alarms")
 
@@ -157,7 +147,7 @@ def main(t):
     eq(m.ctl("alarm", "disarm").stdout, line, "alarm disarm prints the disarmed alarm")
     eq(m.ctl("alarm", "list").stdout, "", "alarm list after disarm")
     eq(errors(m), [], "Status.errors after disarm")
-    eq(health(m), (200, '{"health":"true"}'), "/health after disarm")
+    eq(m.health(10), (200, '{"health":"true"}'), "/health after disarm")
     eq(m.ctl("put", "small", "v").stdout, "OK\n", "put after disarm")
     eq(m.ctl("alarm", "disarm", "-w", "json").stdout.strip(), "{}", "disarm with nothing raised")
 
@@ -216,8 +206,8 @@ def disk_full(t):
                 break
         eq(failed, (grpc.StatusCode.RESOURCE_EXHAUSTED, NOSPACE), "a put on a full disk")
         log("disk full: put #%d failed at once" % (i + 1))
-        cluster.wait_until(lambda: health(m)[0] == 503, 5, "/health false on a full disk")
-        code, body = health(m)
+        cluster.wait_until(lambda: m.health(10)[0] == 503, 5, "/health false on a full disk")
+        code, body = m.health(10)
         h = json.loads(body)
         eq((code, h["health"]), (503, "false"), "/health on a full disk")
         check(h.get("reason", "").startswith("disk full: "), "/health says why: %r" % body)
@@ -225,7 +215,7 @@ def disk_full(t):
            "serializable read on a full disk")
         check("cannot grow" in m.log_text(), "no log line says the log cannot grow")
         os.remove(filler)
-        cluster.wait_until(lambda: health(m)[0] == 200, 30, "/health true once space is freed",
+        cluster.wait_until(lambda: m.health(10)[0] == 200, 30, "/health true once space is freed",
                            interval=0.2)
         eq(m.ctl("put", "disk/after", "ok").stdout, "OK\n", "put once space is freed")
         log("disk full: healthy and writable again once space was freed")

@@ -28,8 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -73,16 +71,6 @@ def fill(path):
                 f.write(b"\0" * (1 << 20))
         except OSError:
             pass  # full: that is the point
-
-
-def health(m):
-    try:
-        with urllib.request.urlopen("http://%s/health" % m.endpoint, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
 
 
 class WatchOn:
@@ -187,7 +175,7 @@ def run(t, mnt):
         eq((r.stderr.strip().splitlines() or [""])[-1],
            "Error: rpc error: code = Unavailable desc = " + STORAGE_FAILURE,
            "a serializable read through m1")
-        code, body = health(m1)
+        code, body = m1.health()
         eq(code, 503, "/health of m1: %s" % body)
         check(json.loads(body).get("reason", "").startswith("disk full"),
               "/health of m1 says why: %s" % body)
@@ -211,7 +199,7 @@ def run(t, mnt):
     os.remove(os.path.join(mnt, "filler"))
     t_free = time.monotonic()
     if not IS_ETCD:
-        wait_until(lambda: health(m1)[0] == 200, 30, "m1 healthy once space is freed", 0.2)
+        wait_until(lambda: m1.health()[0] == 200, 30, "m1 healthy once space is freed", 0.2)
         log("m1 healthy again %.2fs after the space was freed" % (time.monotonic() - t_free))
     if m1.running():
         rc = m1.stop()

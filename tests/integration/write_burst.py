@@ -30,8 +30,6 @@ import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -74,19 +72,10 @@ class HealthPoll:
         self.th = threading.Thread(target=self.run, daemon=True)
         self.th.start()
 
-    def one(self, m):
-        try:
-            with urllib.request.urlopen("http://%s/health" % m.endpoint, timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError as e:
-            return None, str(e)
-
     def run(self):
         while not self.stop_ev.is_set():
             for m in self.members:
-                code, body = self.one(m)
+                code, body = m.health()
                 self.polls += 1
                 try:
                     ok = code == 200 and json.loads(body).get("health") == "true"

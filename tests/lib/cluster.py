@@ -43,6 +43,8 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 PASS, FAIL, SKIP = 0, 1, 77
 
@@ -257,6 +259,16 @@ class Member(ServerLog):
         c = py_client(self.client_port, timeout)
         self.cl.t.closers.append(c.close)
         return c
+
+    def health(self, timeout=5):
+        """(HTTP status, body) of GET /health; (None, why) when unreachable."""
+        try:
+            with urllib.request.urlopen("http://%s/health" % self.endpoint, timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError as e:
+            return None, str(e)
 
 
 
