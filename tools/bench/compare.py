@@ -9,8 +9,10 @@ For each server and each cluster size (1 and 3 members by default) it
     linearizable and serializable with 1000 clients, txn-put, watch),
     recording requests/s, latency percentiles and the servers' CPU per
     request (utime+stime of every member from /proc, before and after),
-  * loads 100,000 keys x 256 B and records the leader's RSS and the data dir
-    size, then restarts every member and times restart -> first write,
+  * loads 100,000 keys x 256 B into a fresh cluster and records the
+    leader's RSS 1 s and 3 s after the load (the table shows the latter)
+    and the data dir size, then restarts every member and times
+    restart -> first write,
   * and prints one side-by-side table with raftkv/etcd ratios and the
     targets, writes results.json and (with matplotlib or gnuplot) a PNG of
     the latency percentiles.
@@ -236,6 +238,12 @@ def run_benchmark(args, cl, label, wargs, outdir):
     return res
 
 
+def settled_rss(pid, wait):
+    """RSS after wait more seconds without requests."""
+    time.sleep(wait)
+    return proc_rss_bytes(pid)
+
+
 def measure(args, kind, binary, size, outdir):
     cl = Cluster(binary, kind, size, args.base_port, args.workdir)
     r = {"kind": kind, "size": size, "workloads": {}}
@@ -250,13 +258,19 @@ def measure(args, kind, binary, size, outdir):
             res = run_benchmark(args, cl, label, wargs, outdir)
             if res:
                 r["workloads"][label] = res
-        # 100,000 keys x 256 B, then RSS, data dir size, restart -> serving
+        # 100,000 keys x 256 B into a fresh cluster (the workloads above
+        # leave keys and connection residue of their own), then RSS once
+        # the load has settled (the same wait for both servers), data dir
+        # size, restart -> serving.
+        cl.stop()
+        cl = Cluster(binary, kind, size, args.base_port, args.workdir)
+        cl.start()
         load = ["put", "--clients", "100", "--conns", "10", "--total", "100000", "--sequential-keys",
                 "--key-space-size", "100000", "--val-size", "256", "--key-size", "16"]
         run_benchmark(args, cl, "load 100k x 256 B", load, outdir)
-        time.sleep(1.0)
         leader = cl.leader()
-        r["rss_100k"] = proc_rss_bytes(leader.proc.pid)
+        r["rss_100k_1s"] = settled_rss(leader.proc.pid, 1.0)
+        r["rss_100k"] = settled_rss(leader.proc.pid, 2.0)
         r["datadir_100k"] = dir_bytes(leader.data_dir)
         cl.stop()
         r["restart_s"] = cl.start(timeout=120)
