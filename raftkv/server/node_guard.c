@@ -4,8 +4,10 @@
  */
 #include "server/node_guard.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 
@@ -153,6 +155,36 @@ static int node_guard_snapshot_put(struct raft_io *io, unsigned trailing, struct
 	return rv;
 }
 
+static void node_guard_exit(struct node_guard *g, const char *what, int rv)
+{
+	LOGE("raft: cannot persist the %s (%s: %s): exiting, so that this member never acts on "
+	     "a term or vote it would forget on restart; the data dir keeps the last one written",
+	     what, raft_strerror(rv), g->io->errmsg);
+	fflush(NULL);
+	/* Not exit(): the loop's threads may be mid-write; nothing more may run. */
+	_exit(EXIT_FAILURE);
+}
+
+static int node_guard_set_term(struct raft_io *io, raft_term term)
+{
+	struct node_guard *g = node_guard_of(io);
+	int rv = g->set_term(io, term);
+
+	if (rv)
+		g->state_lost(g, "term", rv);
+	return rv;
+}
+
+static int node_guard_set_vote(struct raft_io *io, raft_id server_id)
+{
+	struct node_guard *g = node_guard_of(io);
+	int rv = g->set_vote(io, server_id);
+
+	if (rv)
+		g->state_lost(g, "vote", rv);
+	return rv;
+}
+
 void node_guard_init(struct node_guard *g, struct raft_io *io)
 {
 	int i;
@@ -161,8 +193,13 @@ void node_guard_init(struct node_guard *g, struct raft_io *io)
 	g->io = io;
 	g->start = io->start;
 	g->snapshot_put = io->snapshot_put;
+	g->set_term = io->set_term;
+	g->set_vote = io->set_vote;
+	g->state_lost = node_guard_exit;
 	io->start = node_guard_start;
 	io->snapshot_put = node_guard_snapshot_put;
+	io->set_term = node_guard_set_term;
+	io->set_vote = node_guard_set_vote;
 	for (i = 0; i < NODE_GUARD_MAX; i++)
 		if (!node_guards[i]) {
 			node_guards[i] = g;
@@ -171,6 +208,8 @@ void node_guard_init(struct node_guard *g, struct raft_io *io)
 	/* More members in one process than slots: unguarded, as before. */
 	io->start = g->start;
 	io->snapshot_put = g->snapshot_put;
+	io->set_term = g->set_term;
+	io->set_vote = g->set_vote;
 	LOGW("raft: more than %d members in one process: InstallSnapshot guard off", NODE_GUARD_MAX);
 }
 

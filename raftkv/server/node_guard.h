@@ -18,6 +18,14 @@
  *
  * With the crash out of the way the trailing window behind snapshots can be
  * sized in bytes (node.c), so the in-memory log stays small.
+ *
+ * And it stops the member when its term or vote cannot be written
+ * (set_term, set_vote: the uv backend writes them synchronously).  libraft
+ * 0.22.1's legacy layer only returns such an error to its callers, which
+ * ignore it, and goes on with a term or vote that is not on disk: after a
+ * restart the member could vote a second time in a term.  etcd exits when
+ * its WAL cannot be written; so do we (state_lost, default: exit 1), and
+ * the data dir keeps the last term and vote that were written.
  */
 #ifndef RAFTKV_NODE_GUARD_H
 #define RAFTKV_NODE_GUARD_H
@@ -32,6 +40,11 @@ struct node_guard {
 	int (*start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
 	int (*snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
 			    const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+	int (*set_term)(struct raft_io *io, raft_term term);
+	int (*set_vote)(struct raft_io *io, raft_id server_id);
+	/* Called when a term or vote could not be persisted; must not return
+	 * to libraft in production (tests replace it). */
+	void (*state_lost)(struct node_guard *g, const char *what, int rv);
 	raft_io_snapshot_put_cb take_cb;     /* libraft's, for the take in flight */
 	struct raft_io_snapshot_put *take_req;
 	bool taking;
@@ -43,7 +56,7 @@ struct node_guard {
 	uint64_t ignored_total;              /* copies libraft ignored, freed by us */
 };
 
-/* Wraps io's start and snapshot_put; call after raft_uv_init and before
+/* Wraps io's start, snapshot_put, set_term and set_vote; call after raft_uv_init and before
  * raft_init.  g must stay at a fixed address until node_guard_close. */
 void node_guard_init(struct node_guard *g, struct raft_io *io);
 /* Frees an install still held (the take never completed: raft closed). */

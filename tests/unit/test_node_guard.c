@@ -123,6 +123,36 @@ struct fx {
 	struct raft_snapshot snap;
 };
 
+static int io_set_result;
+static raft_term io_term;
+static raft_id io_vote;
+static int lost_calls;
+static const char *lost_what;
+
+static int fake_set_term(struct raft_io *io, raft_term term)
+{
+	(void)io;
+	if (!io_set_result)
+		io_term = term;
+	return io_set_result;
+}
+
+static int fake_set_vote(struct raft_io *io, raft_id id)
+{
+	(void)io;
+	if (!io_set_result)
+		io_vote = id;
+	return io_set_result;
+}
+
+static void record_lost(struct node_guard *g, const char *what, int rv)
+{
+	(void)g;
+	assert_int_not_equal(rv, 0);
+	lost_calls++;
+	lost_what = what;
+}
+
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
@@ -131,6 +161,13 @@ static int setup(void **state)
 	raft_frees = true;
 	f->io.start = fake_start;
 	f->io.snapshot_put = fake_snapshot_put;
+	f->io.set_term = fake_set_term;
+	f->io.set_vote = fake_set_vote;
+	io_set_result = 0;
+	io_term = 0;
+	io_vote = 0;
+	lost_calls = 0;
+	lost_what = NULL;
 	io_recv = NULL;
 	io_put_cb = NULL;
 	io_put_req = NULL;
@@ -284,6 +321,30 @@ static void test_copy_ignored_while_installing_is_freed(void **state)
 	assert_int_equal(f->g.ignored_total, 1);
 }
 
+/* A term or vote that reaches the disk passes through; one that does not
+ * stops the member (production exits) instead of returning to libraft. */
+static void test_unpersisted_term_or_vote_stops(void **state)
+{
+	struct fx *f = *state;
+
+	f->g.state_lost = record_lost;
+	assert_int_equal(f->io.set_term(&f->io, 7), 0);
+	assert_int_equal(f->io.set_vote(&f->io, 3), 0);
+	assert_int_equal(io_term, 7);
+	assert_int_equal(io_vote, 3);
+	assert_int_equal(lost_calls, 0);
+
+	io_set_result = RAFT_IOERR;
+	f->io.set_term(&f->io, 8);
+	assert_int_equal(lost_calls, 1);
+	assert_string_equal(lost_what, "term");
+	f->io.set_vote(&f->io, 2);
+	assert_int_equal(lost_calls, 2);
+	assert_string_equal(lost_what, "vote");
+	assert_int_equal(io_term, 7);
+	assert_int_equal(io_vote, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +356,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_frees_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_ignored_while_installing_is_freed, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_unpersisted_term_or_vote_stops, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
