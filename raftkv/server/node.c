@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <sha1.h>
+#include <sha2.h>
 
 #include "lib/err.h"
 #include "lib/log.h"
@@ -51,7 +52,12 @@
 #define NODE_ID_FILE "raftkv-identity"
 #define NODE_ID_TMP "raftkv-identity.tmp"
 #define NODE_ID_MAGIC "raftkv-identity"
-#define NODE_ID_FORMAT 1
+/* 2: a last line "checksum=<sha256 of the lines before it>", so that a
+ * damaged file is refused at start (a flipped bit in an id would otherwise
+ * read as another cluster's).  Files of format 1 (no checksum) are read and
+ * rewritten as 2 by the next start. */
+#define NODE_ID_FORMAT 2
+#define NODE_ID_CHECKSUM "checksum="
 #define NODE_ID_MAX_BYTES 65536
 
 /* Proposal seqs: boot counter above, per-run counter below.  2^44 proposals
@@ -381,10 +387,52 @@ static int node_parse_dec(const char *s, uint64_t *out)
 
 /* 0 and *f filled; 1 when the file does not exist; -KV_E* (logged) when it
  * cannot be read or is not ours. */
+static void node_identity_sum(const char *text, size_t len, char hex[2 * SHA256_DIGEST_LENGTH + 1])
+{
+	uint8_t d[SHA256_DIGEST_LENGTH];
+	SHA2_CTX c;
+	int i;
+
+	SHA256Init(&c);
+	SHA256Update(&c, (const uint8_t *)text, len);
+	SHA256Final(d, &c);
+	for (i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Verifies and strips the checksum line of buf (the file's text); *checked
+ * says whether there was one.  A file without it is judged by its format. */
+static int node_identity_check(const char *path, char *buf, bool *checked)
+{
+	char want[2 * SHA256_DIGEST_LENGTH + 1];
+	char *line = NULL, *p = buf, *end;
+
+	*checked = false;
+	while ((p = strstr(p, "\n" NODE_ID_CHECKSUM))) {
+		line = p + 1;
+		p = line;
+	}
+	if (!line)
+		return 0;
+	node_identity_sum(buf, (size_t)(line - buf), want);
+	p = line + strlen(NODE_ID_CHECKSUM);
+	end = strchr(p, '\n');
+	if (!end || end[1] != '\0' || (size_t)(end - p) != strlen(want) ||
+	    memcmp(p, want, strlen(want)) != 0) {
+		LOGE("%s is damaged (its checksum does not match its contents); refusing to start",
+		     path);
+		return -KV_ECORRUPT;
+	}
+	*line = '\0';
+	*checked = true;
+	return 0;
+}
+
 static int node_identity_read(const char *dir, struct node_identity_file *f)
 {
 	char path[4096], *buf, *line, *save = NULL;
 	uint64_t format = 0;
+	bool checked = false;
 	int have = 0, fd, rv = 0;
 	ssize_t got;
 	size_t len = 0;
@@ -418,6 +466,10 @@ static int node_identity_read(const char *dir, struct node_identity_file *f)
 	close(fd);
 	buf[len] = '\0';
 	memset(f, 0, sizeof(*f));
+	if ((rv = node_identity_check(path, buf, &checked))) {
+		free(buf);
+		return rv;
+	}
 
 	line = strtok_r(buf, "\n", &save);
 	if (!line || strcmp(line, NODE_ID_MAGIC) != 0) {
@@ -437,9 +489,14 @@ static int node_identity_read(const char *dir, struct node_identity_file *f)
 		if (strcmp(k, "format") == 0) {
 			if (node_parse_dec(v, &format))
 				goto bad;
-			if (format != NODE_ID_FORMAT) {
+			if (format == 1 && !checked) {
+				/* before checksums: read as it is */
+			} else if (format != NODE_ID_FORMAT || !checked) {
+				if (format == NODE_ID_FORMAT)
+					goto bad; /* its checksum line is gone */
 				LOGE("%s has format version %" PRIu64 ", this raftkv reads only "
-				     "version %d (written by a newer raftkv?); refusing to start",
+				     "versions 1 and %d (written by a newer raftkv, or damaged?); "
+				     "refusing to start",
 				     path, format, NODE_ID_FORMAT);
 				free(buf);
 				return -KV_ECORRUPT;
@@ -502,8 +559,13 @@ static int node_identity_write(const char *dir, const struct node_identity_file 
 		       "\nboots=%" PRIu64 "\nname=%s\ntoken=%s\n",
 		       NODE_ID_MAGIC, NODE_ID_FORMAT, f->cluster_id, f->member_id, f->boots,
 		       f->name, f->token);
-	if (len < 0 || (size_t)len >= sizeof(text))
+	if (len < 0 || (size_t)len + sizeof(NODE_ID_CHECKSUM) + 2 * SHA256_DIGEST_LENGTH + 2 >
+			       sizeof(text))
 		return -KV_EINVAL;
+	len += snprintf(text + len, sizeof(text) - (size_t)len, NODE_ID_CHECKSUM);
+	node_identity_sum(text, (size_t)len - strlen(NODE_ID_CHECKSUM), text + len);
+	len += 2 * SHA256_DIGEST_LENGTH;
+	text[len++] = '\n';
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto fail;
