@@ -80,7 +80,11 @@
  * and a leader shutting down cleanly takes one first: after a burst of
  * writes the memory held falls back to the store itself, and a restart
  * replays (and loads) next to nothing.  Each costs one encode of the store
- * while nothing else is going on. */
+ * while nothing else is going on.  An idle snapshot keeps only
+ * NODE_TRAILING_MIN entries behind it when no follower needs more (a
+ * leader's followers all hold its last entry; a follower serves its log
+ * only once it leads): the trailing window would otherwise keep up to
+ * NODE_TRAILING_BYTES of entries in memory for nobody. */
 #define NODE_LOG_BYTES_MIN (4ull << 20)
 #define NODE_LOG_STORE_DIV 2
 #define NODE_IDLE_MS 1000
@@ -1330,6 +1334,25 @@ static bool node_snapshot_now(struct node *n, const char *why, bool force)
 	return true;
 }
 
+/* Whether no member may still need entries from this one's log. */
+static bool node_followers_caught_up(struct node *n)
+{
+	struct raft *r = &n->raft;
+	raft_index last = raft_last_index(r), match;
+	unsigned i;
+
+	if (raft_state(r) != RAFT_LEADER)
+		return raft_state(r) == RAFT_FOLLOWER;
+	for (i = 0; i < r->configuration.n; i++) {
+		const struct raft_server *srv = &r->configuration.servers[i];
+		if (srv->id == r->id)
+			continue;
+		if (raft_match_index(r, srv->id, &match) != 0 || match < last)
+			return false;
+	}
+	return true;
+}
+
 /* After a burst of writes: see NODE_IDLE_MS.  Also hands the memory that
  * snapshots freed (the log entries behind them, the image) back to the
  * system: glibc keeps freed heap pages otherwise. */
@@ -1344,6 +1367,11 @@ static void node_idle_check(struct node *n, uint64_t now)
 	if (im->step != NODE_RUNNING || im->snapshot_soon || im->log_bytes < NODE_IDLE_LOG_BYTES ||
 	    now - im->applied_at < NODE_IDLE_MS)
 		return;
+	/* The next apply sets the byte-sized window again (node_set_trailing). */
+	if (im->trailing > NODE_TRAILING_MIN && node_followers_caught_up(n)) {
+		im->trailing = NODE_TRAILING_MIN;
+		raft_set_snapshot_trailing(&n->raft, NODE_TRAILING_MIN);
+	}
 	node_snapshot_now(n, "idle", false);
 }
 
