@@ -624,9 +624,10 @@ static void svc_cluster_publish(struct svc_cluster *c)
 	}
 	free(payload);
 	/* Not sent (e.g. the leader's client URLs are not in our table yet):
-	 * try again on the next tick. */
+	 * try again on the next (fast, until published) tick. */
 	if (!c->publish_busy)
-		c->next_publish = uv_now(s->loop) + (rv ? SVC_CLUSTER_TICK_MS : SVC_CLUSTER_PUBLISH_RETRY_MS);
+		c->next_publish =
+			uv_now(s->loop) + (rv ? SVC_CLUSTER_TICK_FAST_MS : SVC_CLUSTER_PUBLISH_RETRY_MS);
 }
 
 void svc_cluster_member_publish(struct rpc_call *call, const uint8_t *msg, size_t len)
